@@ -1,0 +1,545 @@
+import { type Cause, Clock, Duration, Effect, Exit, Metric, Queue, Stream } from "effect"
+import type * as Context from "effect/Context"
+import type * as Fiber from "effect/Fiber"
+import type * as Bulkhead from "../Bulkhead.ts"
+import { BulkheadFull } from "../Bulkhead.ts"
+import { InvalidOptions } from "../InvalidOptions.ts"
+
+type Reason = Bulkhead.BulkheadFull["reason"]
+
+/** Upper bounds (ms) of the queue-wait histogram buckets; the last bucket is open. */
+export const waitBoundaries: ReadonlyArray<number> = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]
+
+const bucketOf = (ms: number): number => {
+  let i = 0
+  while (i < waitBoundaries.length && ms > waitBoundaries[i]) i++
+  return i
+}
+
+/**
+ * A queued call. The queue is intrusive (each waiter links to its neighbours)
+ * so that removing an interrupted or timed-out waiter from the middle is O(1)
+ * and admission never scans.
+ */
+class Waiter {
+  prev: Waiter | undefined = undefined
+  next: Waiter | undefined = undefined
+  linked = true
+  granted = false
+  /** Set once the call is admitted or rejected; the waiting fiber resumes with it. */
+  outcome: Effect.Effect<void, Bulkhead.BulkheadFull> | undefined = undefined
+  resume: ((effect: Effect.Effect<void, Bulkhead.BulkheadFull>) => void) | undefined = undefined
+  readonly wake: () => void
+  constructor(
+    readonly weight: number,
+    readonly seq: number,
+    readonly enqueuedAt: number,
+    readonly clock: Clock.Clock,
+    readonly fiber: Fiber.Fiber<unknown, unknown>
+  ) {
+    // Resuming runs the waiter's fiber; doing that from the releasing fiber's
+    // finalizer would nest fibers on the stack, so it goes through the scheduler.
+    this.wake = () => {
+      if (this.resume !== undefined && this.outcome !== undefined) this.resume(this.outcome)
+    }
+  }
+}
+
+interface DrainWaiter {
+  readonly mark: number
+  remaining: number
+  readonly resume: (effect: Effect.Effect<void>) => void
+}
+
+let nextId = 0
+
+/** The mutable heart of a bulkhead. Every method is synchronous and O(1) unless it says otherwise. */
+export class BulkheadState {
+  readonly id = ++nextId
+  maxConcurrent: number
+  readonly maxQueue: number
+  readonly queueTimeoutMs: number
+
+  inFlight = 0
+  running = 0
+  queued = 0
+  closed = false
+
+  admitted = 0
+  admittedAfterWait = 0
+  completed = 0
+  cancelled = 0
+  readonly rejected: { QueueFull: number; QueueTimeout: number; Closed: number; Oversized: number } = {
+    QueueFull: 0,
+    QueueTimeout: 0,
+    Closed: 0,
+    Oversized: 0
+  }
+  totalWaitMs = 0
+  maxWaitMs = 0
+  minWaitMs = Infinity
+  peakInFlight = 0
+  peakQueued = 0
+  readonly waitBuckets = new Float64Array(waitBoundaries.length + 1)
+  snapshotSeq = 0
+
+  private head: Waiter | undefined = undefined
+  private tail: Waiter | undefined = undefined
+  private arrivals = 0
+  private drains: Array<DrainWaiter> | undefined = undefined
+  readonly listeners = new Set<Queue.Queue<Bulkhead.Event, Cause.Done>>()
+
+  constructor(
+    readonly name: string,
+    maxConcurrent: number,
+    maxQueue: number,
+    queueTimeoutMs: number,
+    /** Extra field put on errors (keyed bulkheads that expose their keys). */
+    readonly key: string | undefined = undefined
+  ) {
+    this.maxConcurrent = maxConcurrent
+    this.maxQueue = maxQueue
+    this.queueTimeoutMs = queueTimeoutMs
+  }
+
+  get idle(): boolean {
+    return this.inFlight === 0 && this.queued === 0
+  }
+
+  // ---------------------------------------------------------------------------
+  // errors and events
+  // ---------------------------------------------------------------------------
+
+  reject(reason: Reason, waitedMs: number, weight: number): Effect.Effect<never, Bulkhead.BulkheadFull> {
+    this.rejected[reason]++
+    if (this.listeners.size > 0) {
+      this.emit({ _tag: "Rejected", name: this.name, reason, weight, waited: Duration.millis(waitedMs) })
+    }
+    return Effect.fail(this.makeError(reason, waitedMs))
+  }
+
+  makeError(reason: Reason, waitedMs: number): Bulkhead.BulkheadFull {
+    // A rejection is an expected, frequent outcome under load: the stack trace
+    // would cost microseconds and say nothing the fields do not.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    const error = new BulkheadFull(
+      this.key === undefined
+        ? { name: this.name, reason, maxConcurrent: this.maxConcurrent, maxQueue: this.maxQueue, waited: Duration.millis(waitedMs) }
+        : {
+          name: this.name,
+          key: this.key,
+          reason,
+          maxConcurrent: this.maxConcurrent,
+          maxQueue: this.maxQueue,
+          waited: Duration.millis(waitedMs)
+        },
+      { disableChecks: true }
+    )
+    Error.stackTraceLimit = limit
+    return error
+  }
+
+  emit(event: Bulkhead.Event): void {
+    for (const queue of this.listeners) Queue.offerUnsafe(queue, event)
+  }
+
+  // ---------------------------------------------------------------------------
+  // admission
+  // ---------------------------------------------------------------------------
+
+  /**
+   * The whole admission decision for one call. Runs inside an uninterruptible
+   * region; `restore` makes only the wait and the user's effect interruptible.
+   */
+  admit<A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    self: Effect.Effect<A, E, R>,
+    restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+    weight: number,
+    callTimeoutMs: number,
+    deadline: number | undefined
+  ): Effect.Effect<A, E | Bulkhead.BulkheadFull, R> {
+    if (this.closed) return this.reject("Closed", 0, weight)
+    if (weight > this.maxConcurrent) return this.reject("Oversized", 0, weight)
+    let clock: Clock.Clock | undefined
+    let now = 0
+    if (deadline !== undefined) {
+      clock = fiber.getRef(Clock.Clock)
+      now = clock.currentTimeMillisUnsafe()
+      // The caller's budget is spent: admitting now would only do work whose result nobody waits for.
+      if (deadline <= now) return this.reject("QueueTimeout", 0, weight)
+    }
+    if (this.head === undefined && this.inFlight + weight <= this.maxConcurrent) {
+      this.inFlight += weight
+      this.running++
+      this.admitted++
+      if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight
+      if (this.listeners.size > 0) this.emit({ _tag: "Admitted", name: this.name, weight, waited: Duration.zero })
+      return this.run(self, restore, weight, ++this.arrivals)
+    }
+    if (this.queued >= this.maxQueue) return this.reject("QueueFull", 0, weight)
+    let waitMs = this.queueTimeoutMs < callTimeoutMs ? this.queueTimeoutMs : callTimeoutMs
+    if (deadline !== undefined && deadline - now < waitMs) waitMs = deadline - now
+    if (waitMs <= 0) return this.reject("QueueTimeout", 0, weight)
+    if (clock === undefined) {
+      clock = fiber.getRef(Clock.Clock)
+      now = clock.currentTimeMillisUnsafe()
+    }
+    const waiter = new Waiter(weight, ++this.arrivals, now, clock, fiber)
+    this.enqueue(waiter)
+    let waiting: Effect.Effect<void, Bulkhead.BulkheadFull> = Effect.callback<void, Bulkhead.BulkheadFull>((resume) => {
+      // The decision may already have been taken if this fiber yielded
+      // between enqueueing and registering.
+      if (waiter.outcome !== undefined) resume(waiter.outcome)
+      else waiter.resume = resume
+    })
+    if (waitMs !== Infinity) {
+      waiting = Effect.timeoutOrElse(waiting, {
+        duration: waitMs,
+        orElse: () => this.timedOut(waiter)
+      })
+    }
+    // Only the wait is interruptible; whatever interrupts it, `abandon` gives
+    // back the place in the queue or the permits granted a moment before.
+    waiting = restore(waiting)
+    return Effect.flatMap(
+      Effect.onInterrupt(waiting, () => Effect.sync(() => this.abandon(waiter))),
+      () => this.run(self, restore, weight, waiter.seq)
+    )
+  }
+
+  private run<A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+    weight: number,
+    seq: number
+  ): Effect.Effect<A, E, R> {
+    return Effect.onExit(restore(self), (exit) => {
+      this.release(weight, seq, exit)
+      return Effect.void
+    })
+  }
+
+  release(weight: number, seq: number, exit: Exit.Exit<unknown, unknown> | undefined): void {
+    this.inFlight -= weight
+    this.running--
+    this.completed++
+    if (this.head !== undefined) this.pump()
+    if (this.drains !== undefined) this.settle(seq)
+    if (this.listeners.size > 0) {
+      this.emit({ _tag: "Released", name: this.name, weight, outcome: exit === undefined ? "Interrupted" : outcomeOf(exit) })
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // the waiting room
+  // ---------------------------------------------------------------------------
+
+  private enqueue(waiter: Waiter): void {
+    if (this.tail === undefined) {
+      this.head = this.tail = waiter
+    } else {
+      waiter.prev = this.tail
+      this.tail.next = waiter
+      this.tail = waiter
+    }
+    this.queued++
+    if (this.queued > this.peakQueued) this.peakQueued = this.queued
+  }
+
+  private unlink(waiter: Waiter): void {
+    if (waiter.prev === undefined) this.head = waiter.next
+    else waiter.prev.next = waiter.next
+    if (waiter.next === undefined) this.tail = waiter.prev
+    else waiter.next.prev = waiter.prev
+    waiter.prev = waiter.next = undefined
+    waiter.linked = false
+    this.queued--
+  }
+
+  /** Admits waiters from the head while they fit: strict FIFO, a light call never overtakes a heavy one. */
+  private pump(): void {
+    let waiter = this.head
+    while (waiter !== undefined && this.inFlight + waiter.weight <= this.maxConcurrent) {
+      const next = waiter.next
+      this.unlink(waiter)
+      this.inFlight += waiter.weight
+      this.running++
+      this.admitted++
+      this.admittedAfterWait++
+      if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight
+      const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
+      this.recordWait(waitedMs)
+      waiter.granted = true
+      waiter.outcome = Effect.void
+      if (this.listeners.size > 0) {
+        this.emit({ _tag: "Admitted", name: this.name, weight: waiter.weight, waited: Duration.millis(waitedMs) })
+      }
+      waiter.fiber.currentDispatcher.scheduleTask(waiter.wake, 0)
+      waiter = next
+    }
+  }
+
+  private recordWait(waitedMs: number): void {
+    this.totalWaitMs += waitedMs
+    if (waitedMs > this.maxWaitMs) this.maxWaitMs = waitedMs
+    if (waitedMs < this.minWaitMs) this.minWaitMs = waitedMs
+    this.waitBuckets[bucketOf(waitedMs)]++
+  }
+
+  /** Rejects a waiter that is still queued, waking it with the error. */
+  private evict(waiter: Waiter, reason: Reason): void {
+    const wasHead = waiter === this.head
+    this.unlink(waiter)
+    const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
+    waiter.outcome = this.reject(reason, waitedMs, waiter.weight)
+    if (this.drains !== undefined) this.settle(waiter.seq)
+    waiter.fiber.currentDispatcher.scheduleTask(waiter.wake, 0)
+    if (wasHead && this.head !== undefined) this.pump()
+  }
+
+  private timedOut(waiter: Waiter): Effect.Effect<void, Bulkhead.BulkheadFull> {
+    return Effect.suspend(() => {
+      // Admitted in the same instant the timer fired: the caller got in within its budget.
+      if (waiter.granted) return Effect.void
+      if (!waiter.linked) return waiter.outcome ?? Effect.void
+      const wasHead = waiter === this.head
+      this.unlink(waiter)
+      const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
+      const outcome = this.reject("QueueTimeout", waitedMs, waiter.weight)
+      waiter.outcome = outcome
+      if (this.drains !== undefined) this.settle(waiter.seq)
+      if (wasHead && this.head !== undefined) this.pump()
+      return outcome
+    })
+  }
+
+  /** The waiting fiber was interrupted: give back its place, or its permits if it had just been admitted. */
+  private abandon(waiter: Waiter): void {
+    if (waiter.linked) {
+      const wasHead = waiter === this.head
+      this.unlink(waiter)
+      this.cancelled++
+      if (this.drains !== undefined) this.settle(waiter.seq)
+      if (wasHead && this.head !== undefined) this.pump()
+    } else if (waiter.granted) {
+      waiter.granted = false
+      this.release(waiter.weight, waiter.seq, undefined)
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // resize, close, drain
+  // ---------------------------------------------------------------------------
+
+  /** O(queued): rejects waiters the new size makes oversized, then admits in FIFO order. */
+  resize(maxConcurrent: number): void {
+    const from = this.maxConcurrent
+    this.maxConcurrent = maxConcurrent
+    if (maxConcurrent < from) {
+      let waiter = this.head
+      while (waiter !== undefined) {
+        const next = waiter.next
+        if (waiter.weight > maxConcurrent) this.evict(waiter, "Oversized")
+        waiter = next
+      }
+    }
+    if (this.listeners.size > 0) this.emit({ _tag: "Resized", name: this.name, from, to: maxConcurrent })
+    if (this.head !== undefined) this.pump()
+  }
+
+  /** O(queued): rejects every waiter with `Closed`; running calls go on. */
+  close(): boolean {
+    if (this.closed) return false
+    this.closed = true
+    while (this.head !== undefined) this.evict(this.head, "Closed")
+    if (this.listeners.size > 0) this.emit({ _tag: "Closed", name: this.name })
+    return true
+  }
+
+  /** Waits for the calls running or queued now; later arrivals do not extend the wait. */
+  readonly drain: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    const remaining = this.running + this.queued
+    if (remaining === 0) return resume(Effect.void)
+    const waiter: DrainWaiter = { mark: this.arrivals, remaining, resume }
+    ;(this.drains ??= []).push(waiter)
+    return Effect.sync(() => this.removeDrain(waiter))
+  })
+
+  private removeDrain(waiter: DrainWaiter): void {
+    if (this.drains === undefined) return
+    const index = this.drains.indexOf(waiter)
+    if (index >= 0) this.drains.splice(index, 1)
+    if (this.drains.length === 0) this.drains = undefined
+  }
+
+  /** A call that arrived as number `seq` has left the bulkhead for good. */
+  private settle(seq: number): void {
+    const drains = this.drains!
+    for (let i = drains.length - 1; i >= 0; i--) {
+      const waiter = drains[i]
+      if (seq <= waiter.mark && --waiter.remaining === 0) {
+        drains.splice(i, 1)
+        waiter.resume(Effect.void)
+      }
+    }
+    if (drains.length === 0) this.drains = undefined
+  }
+
+  // ---------------------------------------------------------------------------
+  // observation
+  // ---------------------------------------------------------------------------
+
+  events(bufferSize: number): Stream.Stream<Bulkhead.Event> {
+    return Stream.callback<Bulkhead.Event>(
+      (queue) =>
+        Effect.acquireRelease(
+          Effect.sync(() => this.listeners.add(queue)),
+          () => Effect.sync(() => this.listeners.delete(queue))
+        ),
+      { bufferSize, strategy: "sliding" }
+    )
+  }
+
+  endEvents(): void {
+    for (const queue of this.listeners) Queue.endUnsafe(queue)
+    this.listeners.clear()
+  }
+
+  /** Cumulative queue-wait histogram; calls admitted at once count as a wait of 0. */
+  waitHistogram(): Metric.HistogramState {
+    const immediate = this.admitted - this.admittedAfterWait
+    const buckets: Array<[number, number]> = []
+    let cumulated = immediate
+    for (let i = 0; i < waitBoundaries.length; i++) {
+      cumulated += this.waitBuckets[i]
+      buckets.push([waitBoundaries[i], cumulated])
+    }
+    return {
+      buckets,
+      count: this.admitted,
+      min: immediate > 0 ? 0 : this.admittedAfterWait > 0 ? this.minWaitMs : 0,
+      max: this.maxWaitMs,
+      sum: this.totalWaitMs
+    }
+  }
+}
+
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): Bulkhead.Event.Outcome => {
+  if (Exit.isSuccess(exit)) return "Success"
+  if (Exit.hasInterrupts(exit)) return "Interrupted"
+  if (Exit.hasDies(exit)) return "Defect"
+  return "Failure"
+}
+
+/** @internal */
+export const registerMetrics = (
+  context: Context.Context<never>,
+  name: string,
+  read: () => {
+    readonly inFlight: number
+    readonly queued: number
+    readonly admitted: number
+    readonly completed: number
+    readonly rejected: Readonly<Record<Reason, number>>
+    readonly wait: Metric.HistogramState
+  }
+): Array<Metric.Registration> => {
+  const attributes = { name }
+  const noop = () => {}
+  const gauge = (id: string, description: string, get: () => number) =>
+    Metric.registerUnsafe(Metric.gauge(id, { description, attributes }), context, {
+      get: () => ({ value: get() }),
+      update: noop,
+      modify: noop
+    })
+  const counter = (id: string, description: string, attrs: Record<string, string>, get: () => number) =>
+    Metric.registerUnsafe(Metric.counter(id, { description, attributes: attrs }), context, {
+      get: () => ({ count: get(), incremental: true }),
+      update: noop,
+      modify: noop
+    })
+  const registrations = [
+    gauge("bulwark.bulkhead.in_flight", "Permits held by running calls", () => read().inFlight),
+    gauge("bulwark.bulkhead.queued", "Calls waiting for a permit", () => read().queued),
+    counter("bulwark.bulkhead.admitted", "Calls admitted", attributes, () => read().admitted),
+    counter("bulwark.bulkhead.completed", "Admitted calls that finished", attributes, () => read().completed),
+    Metric.registerUnsafe(
+      Metric.histogram("bulwark.bulkhead.queue_wait", {
+        description: "Time from arrival to admission, in milliseconds",
+        boundaries: waitBoundaries,
+        attributes
+      }),
+      context,
+      { get: () => read().wait, update: noop, modify: noop }
+    )
+  ]
+  for (const reason of ["QueueFull", "QueueTimeout", "Closed", "Oversized"] as const) {
+    registrations.push(
+      counter("bulwark.bulkhead.rejected", "Calls rejected, by reason", { name, reason }, () => read().rejected[reason])
+    )
+  }
+  return registrations
+}
+
+/** @internal */
+export const invalidWeight = (weight: unknown) =>
+  Effect.die(new globalThis.Error(`Bulkhead.guard: option "weight" must be a positive integer, got ${String(weight)}`))
+
+/** @internal */
+export const invalidCallOption = (option: string, rule: string, value: unknown) =>
+  Effect.die(new globalThis.Error(`Bulkhead.guard: option "${option}" ${rule}, got ${String(value)}`))
+
+/** @internal */
+export const resizeError = (name: string, value: unknown) =>
+  new InvalidOptions({
+    primitive: "Bulkhead",
+    name,
+    message: `maxConcurrent: Expected an integer >= 1, got ${String(value)}`
+  })
+
+
+/**
+ * Turns interval figures into capacity findings. Thresholds are deliberately
+ * high so that a report on a healthy bulkhead stays empty.
+ *
+ * @internal
+ */
+export const assess = (now: Bulkhead.Snapshot, interval: Bulkhead.Interval, minimumSample: number): Bulkhead.CapacityReport => {
+  const sample = interval.admitted + interval.rejectedTotal
+  const findings: Array<Bulkhead.Finding> = []
+  const conclusive = sample >= minimumSample
+  if (conclusive) {
+    const queuedShare = interval.admitted === 0 ? 0 : interval.admittedAfterWait / interval.admitted
+    if (queuedShare >= 0.2) {
+      findings.push({
+        _tag: "Saturated",
+        message: `${now.name}: ${percent(queuedShare)} of admitted calls had to queue; all ${now.maxConcurrent} permits are often held`
+      })
+    }
+    if (interval.rejectionRate >= 0.01) {
+      const reasons = Object.entries(interval.rejected)
+        .filter(([, n]) => n > 0)
+        .map(([reason, n]) => `${reason} ${n}`)
+        .join(", ")
+      findings.push({
+        _tag: "Rejecting",
+        message: `${now.name}: ${percent(interval.rejectionRate)} of calls were rejected (${reasons})`
+      })
+    }
+    if (interval.admittedAfterWait > 0) {
+      const averageQueuedWaitMs = Duration.toMillis(interval.averageWait) * interval.admitted / interval.admittedAfterWait
+      const limitMs = now.queueTimeout === undefined ? 1000 : Duration.toMillis(now.queueTimeout) / 2
+      if (averageQueuedWaitMs >= limitMs) {
+        findings.push({
+          _tag: "LongWaits",
+          message: `${now.name}: queued calls waited ${Math.round(averageQueuedWaitMs)} ms on average (threshold ${Math.round(limitMs)} ms)`
+        })
+      }
+    }
+  }
+  return { name: now.name, sample, conclusive, findings, interval }
+}
+
+const percent = (x: number): string => `${(x * 100).toFixed(x < 0.1 ? 1 : 0)}%`

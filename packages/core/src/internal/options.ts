@@ -1,0 +1,99 @@
+import { Duration, Effect, Option, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import { InvalidOptions } from "../InvalidOptions.ts"
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** @internal */
+export const formatIssue = (issue: SchemaIssue.Issue): string =>
+  formatter(issue).issues
+    .map(({ message, path }) => (path === undefined || path.length === 0 ? message : `${path.map(String).join(".")}: ${message}`))
+    .join("\n")
+
+const describe = (input: unknown): string => {
+  if (typeof input === "string") return JSON.stringify(input)
+  if (typeof input === "bigint") return `${input}n`
+  if (typeof input === "number") return String(input)
+  if (Duration.isDuration(input)) return Duration.format(input)
+  try {
+    return JSON.stringify(input) ?? String(input)
+  } catch {
+    return String(input)
+  }
+}
+
+const durationFromInput = SchemaTransformation.transformEffect<Duration.Duration, unknown>({
+  decode: (input) => {
+    const decoded = (typeof input === "number" && !Number.isFinite(input)) || input === null
+      ? Option.none()
+      : Duration.fromInput(input as Duration.Input)
+    if (Option.isNone(decoded)) {
+      return Effect.fail(
+        new SchemaIssue.InvalidValue({
+          message: `Expected a duration such as "2 seconds" or a number of milliseconds, got ${describe(input)}`
+        })
+      )
+    }
+    const duration = decoded.value
+    if (Duration.isNegative(duration)) {
+      return Effect.fail(new SchemaIssue.InvalidValue({ message: `Expected a duration >= 0, got ${describe(input)}` }))
+    }
+    if (!Duration.isFinite(duration)) {
+      return Effect.fail(new SchemaIssue.InvalidValue({ message: `Expected a finite duration, got ${describe(input)}` }))
+    }
+    return Effect.succeed(duration)
+  },
+  encode: (duration) => Effect.succeed(duration)
+})
+
+/**
+ * Anything `Duration.fromInput` accepts (`"2 seconds"`, a number of
+ * milliseconds, a `Duration`, ...), decoded to a finite, non-negative
+ * `Duration`.
+ *
+ * @internal
+ */
+export const DurationInput: Schema.decodeTo<Schema.Duration, Schema.Unknown> = Schema.Unknown.pipe(
+  Schema.decodeTo(Schema.Duration, durationFromInput)
+) as any
+
+/** @internal */
+export const PositiveInt = Schema.Number.check(
+  Schema.makeFilter((n: number) =>
+    Number.isInteger(n) && n >= 1 ? undefined : `Expected an integer >= 1, got ${describe(n)}`
+  )
+)
+
+/** @internal */
+export const NonNegativeInt = Schema.Number.check(
+  Schema.makeFilter((n: number) =>
+    Number.isInteger(n) && n >= 0 ? undefined : `Expected an integer >= 0, got ${describe(n)}`
+  )
+)
+
+/** @internal */
+export const Name = Schema.String.check(
+  Schema.makeFilter((s: string) => s.trim().length > 0 ? undefined : "Expected a non-empty name")
+)
+
+const nameOf = (input: unknown): string => {
+  if (typeof input === "object" && input !== null && "name" in input) {
+    const name = (input as { readonly name: unknown }).name
+    if (typeof name === "string" && name.length > 0) return name
+  }
+  return "<unnamed>"
+}
+
+/**
+ * Decodes options with every issue reported, turning a Schema failure into
+ * the toolkit's `InvalidOptions`.
+ *
+ * @internal
+ */
+export const decodeOptions = <S extends Schema.Decoder<unknown>>(primitive: string, schema: S) => {
+  const decode = Schema.decodeUnknownEffect(schema)
+  return (input: unknown): Effect.Effect<S["Type"], InvalidOptions> =>
+    Effect.mapError(
+      decode(input, { errors: "all", onExcessProperty: "error" }) as Effect.Effect<S["Type"], Schema.SchemaError>,
+      (error) => new InvalidOptions({ primitive, name: nameOf(input), message: formatIssue(error.issue) })
+    )
+}
