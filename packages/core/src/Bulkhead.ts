@@ -387,42 +387,44 @@ export const guard: {
  * @category models
  */
 export class Snapshot {
-  constructor(
-    /** Identifies the bulkhead instance (two instances may share a name). */
-    readonly bulkheadId: number,
-    readonly name: string,
-    /** Strictly increasing across the snapshots of one bulkhead. */
-    readonly sequence: number,
-    /** Clock time of the snapshot, epoch milliseconds. */
-    readonly at: number,
-    /** Permits held (weights count). */
-    readonly inFlight: number,
-    /** Calls holding permits. */
-    readonly running: number,
-    /** Calls waiting for a permit. */
-    readonly queued: number,
-    readonly admitted: number,
-    /** Admitted calls that had to wait in the queue first. */
-    readonly admittedAfterWait: number,
-    readonly rejected: Readonly<Record<Reason, number>>,
-    /** Admitted calls that finished, whatever their exit. */
-    readonly completed: number,
-    /** Queued calls whose fiber was interrupted while waiting. */
-    readonly cancelled: number,
-    readonly maxConcurrent: number,
-    readonly maxQueue: number,
-    /** The configured `queueTimeout`; `undefined` when calls may wait indefinitely. */
-    readonly queueTimeout: Duration.Duration | undefined,
-    readonly closed: boolean,
-    /** Sum of the waits of all admitted calls. */
-    readonly totalWait: Duration.Duration,
-    /** Longest wait of an admitted call. */
-    readonly maxWait: Duration.Duration,
-    /** Highest number of permits held at once. */
-    readonly peakInFlight: number,
-    /** Highest number of calls waiting at once. */
-    readonly peakQueued: number
-  ) {}
+  /** Identifies the bulkhead instance (two instances may share a name). */
+  declare readonly bulkheadId: number
+  declare readonly name: string
+  /** Strictly increasing across the snapshots of one bulkhead. */
+  declare readonly sequence: number
+  /** Clock time of the snapshot, epoch milliseconds. */
+  declare readonly at: number
+  /** Permits held (weights count). */
+  declare readonly inFlight: number
+  /** Calls holding permits. */
+  declare readonly running: number
+  /** Calls waiting for a permit. */
+  declare readonly queued: number
+  declare readonly admitted: number
+  /** Admitted calls that had to wait in the queue first. */
+  declare readonly admittedAfterWait: number
+  declare readonly rejected: Readonly<Record<Reason, number>>
+  /** Admitted calls that finished, whatever their exit. */
+  declare readonly completed: number
+  /** Queued calls whose fiber was interrupted while waiting. */
+  declare readonly cancelled: number
+  declare readonly maxConcurrent: number
+  declare readonly maxQueue: number
+  /** The configured `queueTimeout`; `undefined` when calls may wait indefinitely. */
+  declare readonly queueTimeout: Duration.Duration | undefined
+  declare readonly closed: boolean
+  /** Sum of the waits of all admitted calls. */
+  declare readonly totalWait: Duration.Duration
+  /** Longest wait of an admitted call. */
+  declare readonly maxWait: Duration.Duration
+  /** Highest number of permits held at once. */
+  declare readonly peakInFlight: number
+  /** Highest number of calls waiting at once. */
+  declare readonly peakQueued: number
+
+  constructor(fields: Omit<Snapshot, "rejectedTotal" | "since">) {
+    Object.assign(this, fields)
+  }
 
   /** Rejections of every reason. */
   get rejectedTotal(): number {
@@ -506,28 +508,28 @@ export class SnapshotMismatch extends Schema.TaggedError<SnapshotMismatch>()("Sn
 
 /** @internal */
 export const snapshotOf = (state: internal.BulkheadState, at: number): Snapshot =>
-  new Snapshot(
-    state.id,
-    state.name,
-    ++state.snapshotSeq,
+  new Snapshot({
+    bulkheadId: state.id,
+    name: state.name,
+    sequence: ++state.snapshotSeq,
     at,
-    state.inFlight,
-    state.running,
-    state.queued,
-    state.admitted,
-    state.admittedAfterWait,
-    { ...state.rejected },
-    state.completed,
-    state.cancelled,
-    state.maxConcurrent,
-    state.maxQueue,
-    state.queueTimeoutMs === Infinity ? undefined : Duration.millis(state.queueTimeoutMs),
-    state.closed,
-    Duration.millis(state.totalWaitMs),
-    Duration.millis(state.maxWaitMs),
-    state.peakInFlight,
-    state.peakQueued
-  )
+    inFlight: state.inFlight,
+    running: state.running,
+    queued: state.queued,
+    admitted: state.admitted,
+    admittedAfterWait: state.admittedAfterWait,
+    rejected: { ...state.rejected },
+    completed: state.completed,
+    cancelled: state.cancelled,
+    maxConcurrent: state.maxConcurrent,
+    maxQueue: state.maxQueue,
+    queueTimeout: state.queueTimeoutMs === Infinity ? undefined : Duration.millis(state.queueTimeoutMs),
+    closed: state.closed,
+    totalWait: Duration.millis(state.totalWaitMs),
+    maxWait: Duration.millis(state.maxWaitMs),
+    peakInFlight: state.peakInFlight,
+    peakQueued: state.peakQueued
+  })
 
 /**
  * Takes a {@link Snapshot} of the bulkhead's counters.
@@ -748,13 +750,23 @@ export const capacityReport = <I = never>(
   withBulkhead(bulkhead, (b) =>
     Effect.withFiber((fiber) => {
       const now = snapshotOf(b.state, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe())
-      const origin = options?.since ??
-        new Snapshot(now.bulkheadId, now.name, 0, now.at, 0, 0, 0, 0, 0, {
-          QueueFull: 0,
-          QueueTimeout: 0,
-          Closed: 0,
-          Oversized: 0
-        }, 0, 0, now.maxConcurrent, now.maxQueue, now.queueTimeout, false, Duration.zero, Duration.zero, 0, 0)
+      const origin = options?.since ?? new Snapshot({
+        ...now,
+        sequence: 0,
+        inFlight: 0,
+        running: 0,
+        queued: 0,
+        admitted: 0,
+        admittedAfterWait: 0,
+        rejected: { QueueFull: 0, QueueTimeout: 0, Closed: 0, Oversized: 0 },
+        completed: 0,
+        cancelled: 0,
+        closed: false,
+        totalWait: Duration.zero,
+        maxWait: Duration.zero,
+        peakInFlight: 0,
+        peakQueued: 0
+      })
       const result = now.since(origin)
       if (Result.isFailure(result)) return Effect.fail(result.failure)
       return Effect.succeed(internal.assess(now, result.success, options?.minimumSample ?? 50))

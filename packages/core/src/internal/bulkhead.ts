@@ -30,13 +30,17 @@ class Waiter {
   outcome: Effect.Effect<void, Bulkhead.BulkheadFull> | undefined = undefined
   resume: ((effect: Effect.Effect<void, Bulkhead.BulkheadFull>) => void) | undefined = undefined
   readonly wake: () => void
-  constructor(
-    readonly weight: number,
-    readonly seq: number,
-    readonly enqueuedAt: number,
-    readonly clock: Clock.Clock,
-    readonly fiber: Fiber.Fiber<unknown, unknown>
-  ) {
+  readonly weight: number
+  readonly seq: number
+  readonly enqueuedAt: number
+  readonly clock: Clock.Clock
+  readonly fiber: Fiber.Fiber<unknown, unknown>
+  constructor(weight: number, seq: number, enqueuedAt: number, clock: Clock.Clock, fiber: Fiber.Fiber<unknown, unknown>) {
+    this.weight = weight
+    this.seq = seq
+    this.enqueuedAt = enqueuedAt
+    this.clock = clock
+    this.fiber = fiber
     // Resuming runs the waiter's fiber; doing that from the releasing fiber's
     // finalizer would nest fibers on the stack, so it goes through the scheduler.
     this.wake = () => {
@@ -89,14 +93,13 @@ export class BulkheadState {
   private drains: Array<DrainWaiter> | undefined = undefined
   readonly listeners = new Set<Queue.Queue<Bulkhead.Event, Cause.Done>>()
 
-  constructor(
-    readonly name: string,
-    maxConcurrent: number,
-    maxQueue: number,
-    queueTimeoutMs: number,
-    /** Extra field put on errors (keyed bulkheads that expose their keys). */
-    readonly key: string | undefined = undefined
-  ) {
+  readonly name: string
+  /** Extra field put on errors (keyed bulkheads that expose their keys). */
+  readonly key: string | undefined
+
+  constructor(name: string, maxConcurrent: number, maxQueue: number, queueTimeoutMs: number, key?: string) {
+    this.name = name
+    this.key = key
     this.maxConcurrent = maxConcurrent
     this.maxQueue = maxQueue
     this.queueTimeoutMs = queueTimeoutMs
