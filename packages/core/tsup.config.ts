@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/Bulkhead.ts", "src/InvalidOptions.ts"],
+  entry: ["src/index.ts", "src/Bulkhead.ts", "src/KeyedBulkhead.ts", "src/BulkheadRegistry.ts", "src/InvalidOptions.ts"],
   format: ["esm"],
   dts: true,
   sourcemap: true,

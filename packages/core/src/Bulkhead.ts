@@ -55,6 +55,7 @@ import * as Stream from "effect/Stream"
 import * as internal from "./internal/bulkhead.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
+import * as KeyedBulkhead from "./KeyedBulkhead.ts"
 
 /**
  * @since 0.1.0
@@ -95,11 +96,13 @@ export type BulkheadOrKey<I = never> = Bulkhead | Context.Key<I, Bulkhead>
  * - `Closed`: the bulkhead was closed before the call was admitted.
  * - `Oversized`: the call's weight is above `maxConcurrent`, so it could never
  *   be admitted.
+ * - `TooManyKeys`: (keyed bulkheads only) the call's key would need a new
+ *   compartment, but `maxKeys` compartments are all busy.
  *
  * @since 0.1.0
  * @category errors
  */
-export const Reason = Schema.Literals(["QueueFull", "QueueTimeout", "Closed", "Oversized"])
+export const Reason = Schema.Literals(["QueueFull", "QueueTimeout", "Closed", "Oversized", "TooManyKeys"])
 
 /**
  * @since 0.1.0
@@ -251,14 +254,12 @@ export const make = (options: Options): Effect.Effect<Bulkhead, InvalidOptions, 
         decoded.maxQueue ?? 0,
         decoded.queueTimeout === undefined ? Infinity : Duration.toMillis(decoded.queueTimeout)
       )
-      const registrations = internal.registerMetrics(fiber.context, state.name, () => ({
-        inFlight: state.inFlight,
-        queued: state.queued,
-        admitted: state.admitted,
-        completed: state.completed,
-        rejected: state.rejected,
-        wait: state.waitHistogram()
-      }))
+      const registrations = internal.registerMetrics(
+        fiber.context,
+        { name: state.name },
+        state,
+        internal.reasons.slice(0, 4)
+      )
       return Effect.as(
         Effect.addFinalizer(() =>
           Effect.sync(() => state.close()).pipe(
@@ -304,36 +305,20 @@ const compileGuard = <I>(
   bulkhead: BulkheadOrKey<I>,
   options: GuardOptions | undefined
 ): (<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | BulkheadFull, R | I>) => {
-  const weight = options?.weight ?? 1
-  if (!(Number.isInteger(weight) && weight >= 1)) {
-    const die = internal.invalidWeight(weight)
-    return () => die
-  }
-  let callTimeoutMs = Infinity
-  if (options?.queueTimeout !== undefined) {
-    const decoded = Duration.fromInput(options.queueTimeout)
-    if (decoded._tag === "None" || Duration.isNegative(decoded.value)) {
-      const die = internal.invalidCallOption("queueTimeout", "must be a duration >= 0", options.queueTimeout)
-      return () => die
-    }
-    callTimeoutMs = Duration.toMillis(decoded.value)
-  }
-  const deadline = options?.deadline
-  if (deadline !== undefined && Number.isNaN(deadline)) {
-    const die = internal.invalidCallOption("deadline", "must be epoch milliseconds", deadline)
-    return () => die
-  }
+  const call = internal.parseGuardOptions("Bulkhead.guard", options)
+  if (Effect.isEffect(call)) return () => call
+  const { weight, timeoutMs, deadline } = call
   if (isBulkhead(bulkhead)) {
     const state = bulkhead.state
     return (self) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber((fiber) => state.admit(fiber, self, restore, weight, callTimeoutMs, deadline))
+        Effect.withFiber((fiber) => state.admit(fiber, self, restore, weight, timeoutMs, deadline))
       )
   }
   return (self) =>
     Effect.flatMap(bulkhead, (resolved) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber((fiber) => resolved.state.admit(fiber, self, restore, weight, callTimeoutMs, deadline))
+        Effect.withFiber((fiber) => resolved.state.admit(fiber, self, restore, weight, timeoutMs, deadline))
       ))
 }
 
@@ -428,8 +413,7 @@ export class Snapshot {
 
   /** Rejections of every reason. */
   get rejectedTotal(): number {
-    const r = this.rejected
-    return r.QueueFull + r.QueueTimeout + r.Closed + r.Oversized
+    return internal.sumRejected(this.rejected)
   }
 
   /**
@@ -445,13 +429,9 @@ export class Snapshot {
       return Result.fail(new SnapshotMismatch({ reason: "Reversed", name: this.name }))
     }
     const admitted = this.admitted - earlier.admitted
-    const rejected = {
-      QueueFull: this.rejected.QueueFull - earlier.rejected.QueueFull,
-      QueueTimeout: this.rejected.QueueTimeout - earlier.rejected.QueueTimeout,
-      Closed: this.rejected.Closed - earlier.rejected.Closed,
-      Oversized: this.rejected.Oversized - earlier.rejected.Oversized
-    }
-    const rejectedTotal = rejected.QueueFull + rejected.QueueTimeout + rejected.Closed + rejected.Oversized
+    const rejected = internal.emptyRejected()
+    for (const reason of internal.reasons) rejected[reason] = this.rejected[reason] - earlier.rejected[reason]
+    const rejectedTotal = internal.sumRejected(rejected)
     const waitMs = Duration.toMillis(this.totalWait) - Duration.toMillis(earlier.totalWait)
     const elapsedMs = this.at - earlier.at
     const completed = this.completed - earlier.completed
@@ -758,7 +738,7 @@ export const capacityReport = <I = never>(
         queued: 0,
         admitted: 0,
         admittedAfterWait: 0,
-        rejected: { QueueFull: 0, QueueTimeout: 0, Closed: 0, Oversized: 0 },
+        rejected: internal.emptyRejected(),
         completed: 0,
         cancelled: 0,
         closed: false,
@@ -771,3 +751,24 @@ export const capacityReport = <I = never>(
       if (Result.isFailure(result)) return Effect.fail(result.failure)
       return Effect.succeed(internal.assess(now, result.success, options?.minimumSample ?? 50))
     }))
+
+/**
+ * A bulkhead with one compartment per key; see the `KeyedBulkhead` module.
+ *
+ * **Example** (A compartment per tenant)
+ *
+ * ```ts
+ * import { Bulkhead, KeyedBulkhead } from "@bulwark/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const tenants = yield* Bulkhead.keyed({ name: "tenants", maxConcurrent: 2, maxKeys: 1000 })
+ *   return yield* Effect.succeed(1).pipe(KeyedBulkhead.guard(tenants, "acme"))
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const keyed = (options: KeyedBulkhead.Options): Effect.Effect<KeyedBulkhead.KeyedBulkhead, InvalidOptions, Scope.Scope> =>
+  KeyedBulkhead.make(options)

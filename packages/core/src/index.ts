@@ -18,6 +18,20 @@
 export * as Bulkhead from "./Bulkhead.ts"
 
 /**
+ * One bulkhead compartment per key (tenant, host), with a bound on live keys.
+ *
+ * @since 0.1.0
+ */
+export * as KeyedBulkhead from "./KeyedBulkhead.ts"
+
+/**
+ * Named bulkheads of one application, shut down together.
+ *
+ * @since 0.1.0
+ */
+export * as BulkheadRegistry from "./BulkheadRegistry.ts"
+
+/**
  * @since 0.1.0
  */
 export { BulkheadFull } from "./Bulkhead.ts"

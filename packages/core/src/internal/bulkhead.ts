@@ -57,6 +57,22 @@ interface DrainWaiter {
 
 let nextId = 0
 
+/** @internal */
+export const emptyRejected = (): Record<Reason, number> => ({
+  QueueFull: 0,
+  QueueTimeout: 0,
+  Closed: 0,
+  Oversized: 0,
+  TooManyKeys: 0
+})
+
+/** @internal */
+export const sumRejected = (rejected: Readonly<Record<Reason, number>>): number =>
+  rejected.QueueFull + rejected.QueueTimeout + rejected.Closed + rejected.Oversized + rejected.TooManyKeys
+
+/** @internal */
+export const reasons: ReadonlyArray<Reason> = ["QueueFull", "QueueTimeout", "Closed", "Oversized", "TooManyKeys"]
+
 /** The mutable heart of a bulkhead. Every method is synchronous and O(1) unless it says otherwise. */
 export class BulkheadState {
   readonly id = ++nextId
@@ -73,12 +89,7 @@ export class BulkheadState {
   admittedAfterWait = 0
   completed = 0
   cancelled = 0
-  readonly rejected: { QueueFull: number; QueueTimeout: number; Closed: number; Oversized: number } = {
-    QueueFull: 0,
-    QueueTimeout: 0,
-    Closed: 0,
-    Oversized: 0
-  }
+  readonly rejected: Record<Reason, number> = emptyRejected()
   totalWaitMs = 0
   maxWaitMs = 0
   minWaitMs = Infinity
@@ -436,20 +447,29 @@ const outcomeOf = (exit: Exit.Exit<unknown, unknown>): Bulkhead.Event.Outcome =>
   return "Failure"
 }
 
-/** @internal */
+/** What the pull-based metrics read; a bulkhead's state is one, a keyed bulkhead's aggregate another. */
+export interface MetricSource {
+  readonly inFlight: number
+  readonly queued: number
+  readonly admitted: number
+  readonly completed: number
+  readonly rejected: Readonly<Record<Reason, number>>
+  waitHistogram(): Metric.HistogramState
+}
+
+/**
+ * Registers the `bulwark.bulkhead.*` metrics as pull-based series: they are
+ * computed from the bulkhead's own counters when an exporter reads them, so
+ * admission and release pay nothing for metrics.
+ *
+ * @internal
+ */
 export const registerMetrics = (
   context: Context.Context<never>,
-  name: string,
-  read: () => {
-    readonly inFlight: number
-    readonly queued: number
-    readonly admitted: number
-    readonly completed: number
-    readonly rejected: Readonly<Record<Reason, number>>
-    readonly wait: Metric.HistogramState
-  }
+  attributes: Readonly<Record<string, string>>,
+  source: MetricSource,
+  reasons: ReadonlyArray<Reason>
 ): Array<Metric.Registration> => {
-  const attributes = { name }
   const noop = () => {}
   const gauge = (id: string, description: string, get: () => number) =>
     Metric.registerUnsafe(Metric.gauge(id, { description, attributes }), context, {
@@ -457,17 +477,17 @@ export const registerMetrics = (
       update: noop,
       modify: noop
     })
-  const counter = (id: string, description: string, attrs: Record<string, string>, get: () => number) =>
+  const counter = (id: string, description: string, attrs: Readonly<Record<string, string>>, get: () => number) =>
     Metric.registerUnsafe(Metric.counter(id, { description, attributes: attrs }), context, {
       get: () => ({ count: get(), incremental: true }),
       update: noop,
       modify: noop
     })
   const registrations = [
-    gauge("bulwark.bulkhead.in_flight", "Permits held by running calls", () => read().inFlight),
-    gauge("bulwark.bulkhead.queued", "Calls waiting for a permit", () => read().queued),
-    counter("bulwark.bulkhead.admitted", "Calls admitted", attributes, () => read().admitted),
-    counter("bulwark.bulkhead.completed", "Admitted calls that finished", attributes, () => read().completed),
+    gauge("bulwark.bulkhead.in_flight", "Permits held by running calls", () => source.inFlight),
+    gauge("bulwark.bulkhead.queued", "Calls waiting for a permit", () => source.queued),
+    counter("bulwark.bulkhead.admitted", "Calls admitted", attributes, () => source.admitted),
+    counter("bulwark.bulkhead.completed", "Admitted calls that finished", attributes, () => source.completed),
     Metric.registerUnsafe(
       Metric.histogram("bulwark.bulkhead.queue_wait", {
         description: "Time from arrival to admission, in milliseconds",
@@ -475,24 +495,57 @@ export const registerMetrics = (
         attributes
       }),
       context,
-      { get: () => read().wait, update: noop, modify: noop }
+      { get: () => source.waitHistogram(), update: noop, modify: noop }
     )
   ]
-  for (const reason of ["QueueFull", "QueueTimeout", "Closed", "Oversized"] as const) {
+  for (const reason of reasons) {
     registrations.push(
-      counter("bulwark.bulkhead.rejected", "Calls rejected, by reason", { name, reason }, () => read().rejected[reason])
+      counter("bulwark.bulkhead.rejected", "Calls rejected, by reason", { ...attributes, reason }, () => source.rejected[reason])
     )
   }
   return registrations
 }
 
-/** @internal */
-export const invalidWeight = (weight: unknown) =>
-  Effect.die(new globalThis.Error(`Bulkhead.guard: option "weight" must be a positive integer, got ${String(weight)}`))
+/** Per-call options, validated once when a guard is built. */
+export interface CallOptions {
+  readonly weight: number
+  readonly timeoutMs: number
+  readonly deadline: number | undefined
+}
 
-/** @internal */
-export const invalidCallOption = (option: string, rule: string, value: unknown) =>
-  Effect.die(new globalThis.Error(`Bulkhead.guard: option "${option}" ${rule}, got ${String(value)}`))
+const defaultCall: CallOptions = { weight: 1, timeoutMs: Infinity, deadline: undefined }
+
+/**
+ * Bad per-call options are programming errors, not load conditions: the call
+ * dies with a message naming the option instead of failing with a typed error.
+ *
+ * @internal
+ */
+export const parseGuardOptions = (
+  api: string,
+  options: { readonly weight?: number | undefined; readonly queueTimeout?: Duration.Input | undefined; readonly deadline?: number | undefined } | undefined
+): CallOptions | Effect.Effect<never> => {
+  if (options === undefined) return defaultCall
+  const weight = options.weight ?? 1
+  if (!(Number.isInteger(weight) && weight >= 1)) {
+    return dieWith(`${api}: option "weight" must be a positive integer, got ${String(weight)}`)
+  }
+  let timeoutMs = Infinity
+  if (options.queueTimeout !== undefined) {
+    const decoded = Duration.fromInput(options.queueTimeout)
+    if (decoded._tag === "None" || Duration.isNegative(decoded.value)) {
+      return dieWith(`${api}: option "queueTimeout" must be a duration >= 0, got ${String(options.queueTimeout)}`)
+    }
+    timeoutMs = Duration.toMillis(decoded.value)
+  }
+  const deadline = options.deadline
+  if (deadline !== undefined && (typeof deadline !== "number" || Number.isNaN(deadline))) {
+    return dieWith(`${api}: option "deadline" must be epoch milliseconds, got ${String(deadline)}`)
+  }
+  return { weight, timeoutMs, deadline }
+}
+
+const dieWith = (message: string): Effect.Effect<never> => Effect.die(new globalThis.Error(message))
 
 /** @internal */
 export const resizeError = (name: string, value: unknown) =>
