@@ -223,9 +223,7 @@ export class KeyedState implements internal.MetricSource {
   rejectAtDoor(reason: "Closed" | "TooManyKeys", key: string, weight: number): Effect.Effect<never, BulkheadFull> {
     if (!this.exposeKeys) return this.door.reject(reason, 0, weight)
     this.door.rejected[reason]++
-    return Effect.fail(
-      new internal.BulkheadState(this.name, this.maxConcurrent, this.maxQueue, this.queueTimeoutMs, key).makeError(reason, 0)
-    )
+    return Effect.fail(internal.fastError(this.name, key, reason, this.maxConcurrent, this.maxQueue, 0))
   }
 
   closeAll(): void {

@@ -133,25 +133,7 @@ export class BulkheadState {
   }
 
   makeError(reason: Reason, waitedMs: number): Bulkhead.BulkheadFull {
-    // A rejection is an expected, frequent outcome under load: the stack trace
-    // would cost microseconds and say nothing the fields do not.
-    const limit = Error.stackTraceLimit
-    Error.stackTraceLimit = 0
-    const error = new BulkheadFull(
-      this.key === undefined
-        ? { name: this.name, reason, maxConcurrent: this.maxConcurrent, maxQueue: this.maxQueue, waited: Duration.millis(waitedMs) }
-        : {
-          name: this.name,
-          key: this.key,
-          reason,
-          maxConcurrent: this.maxConcurrent,
-          maxQueue: this.maxQueue,
-          waited: Duration.millis(waitedMs)
-        },
-      { disableChecks: true }
-    )
-    Error.stackTraceLimit = limit
-    return error
+    return fastError(this.name, this.key, reason, this.maxConcurrent, this.maxQueue, waitedMs)
   }
 
   emit(event: Bulkhead.Event): void {
@@ -231,7 +213,8 @@ export class BulkheadState {
   ): Effect.Effect<A, E, R> {
     return Effect.onExit(restore(self), (exit) => {
       this.release(weight, seq, exit)
-      return Effect.void
+      // Effect's own finalizers (Semaphore) return nothing here to skip a flatMap per call.
+      return undefined as unknown as Effect.Effect<void>
     })
   }
 
@@ -504,6 +487,35 @@ export const registerMetrics = (
     )
   }
   return registrations
+}
+
+/**
+ * Builds a `BulkheadFull` without running its Schema constructor. A rejection
+ * is an expected, frequent outcome under load: the constructor's field
+ * validation and stack capture cost over a microsecond and say nothing the
+ * fields do not. The fields are produced here and valid by construction; the
+ * result is an ordinary instance (same prototype, same own fields, `Schema.is`
+ * and encoding agree), only without a `stack`.
+ *
+ * @internal
+ */
+export const fastError = (
+  name: string,
+  key: string | undefined,
+  reason: Reason,
+  maxConcurrent: number,
+  maxQueue: number,
+  waitedMs: number
+): Bulkhead.BulkheadFull => {
+  const error = Object.create(BulkheadFull.prototype)
+  error._tag = "BulkheadFull"
+  error.name = name
+  if (key !== undefined) error.key = key
+  error.reason = reason
+  error.maxConcurrent = maxConcurrent
+  error.maxQueue = maxQueue
+  error.waited = waitedMs === 0 ? Duration.zero : Duration.millis(waitedMs)
+  return error
 }
 
 /** Per-call options, validated once when a guard is built. */
