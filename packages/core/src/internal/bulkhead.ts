@@ -285,15 +285,17 @@ export class BulkheadState {
     this.waitBuckets[bucketOf(waitedMs)]++
   }
 
-  /** Rejects a waiter that is still queued, waking it with the error. */
+  /**
+   * Rejects a waiter that is still queued, waking it with the error. It does
+   * not admit anyone: callers evict in a loop and admit once at the end, so
+   * that an admission cannot unlink the waiter their loop goes to next.
+   */
   private evict(waiter: Waiter, reason: Reason): void {
-    const wasHead = waiter === this.head
     this.unlink(waiter)
     const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
     waiter.outcome = this.reject(reason, waitedMs, waiter.weight)
     if (this.drains !== undefined) this.settle(waiter.seq)
     waiter.fiber.currentDispatcher.scheduleTask(waiter.wake, 0)
-    if (wasHead && this.head !== undefined) this.pump()
   }
 
   private timedOut(waiter: Waiter): Effect.Effect<void, Bulkhead.BulkheadFull> {
