@@ -40,3 +40,15 @@ export { BulkheadFull } from "./Bulkhead.ts"
  * @since 0.1.0
  */
 export { InvalidOptions } from "./InvalidOptions.ts"
+
+/**
+ * Fail fast while a dependency keeps failing.
+ *
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.ts"
+
+/**
+ * @since 0.1.0
+ */
+export { CircuitOpen } from "./CircuitBreaker.ts"

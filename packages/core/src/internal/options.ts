@@ -21,9 +21,18 @@ const describe = (input: unknown): string => {
   }
 }
 
+/** `Duration.fromInput` reads any object as `{ seconds, millis, ... }`; only plain objects are meant that way. */
+const isDurationShaped = (input: unknown): boolean => {
+  if (input === null || input === undefined) return false
+  if (typeof input !== "object") return true
+  if (Duration.isDuration(input) || Array.isArray(input)) return true
+  const proto = Object.getPrototypeOf(input)
+  return proto === Object.prototype || proto === null
+}
+
 const durationFromInput = SchemaTransformation.transformEffect<Duration.Duration, unknown>({
   decode: (input) => {
-    const decoded = (typeof input === "number" && !Number.isFinite(input)) || input === null
+    const decoded = (typeof input === "number" && !Number.isFinite(input)) || !isDurationShaped(input)
       ? Option.none()
       : Duration.fromInput(input as Duration.Input)
     if (Option.isNone(decoded)) {
