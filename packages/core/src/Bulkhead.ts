@@ -254,6 +254,7 @@ export const make = (options: Options): Effect.Effect<Bulkhead, InvalidOptions, 
         decoded.maxQueue ?? 0,
         decoded.queueTimeout === undefined ? Infinity : Duration.toMillis(decoded.queueTimeout)
       )
+      state.createdAt = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const registrations = internal.registerMetrics(
         fiber.context,
         { name: state.name },
@@ -266,7 +267,7 @@ export const make = (options: Options): Effect.Effect<Bulkhead, InvalidOptions, 
             Effect.andThen(state.drain),
             Effect.ensuring(Effect.sync(() => {
               for (const registration of registrations) registration.remove()
-              state.endEvents()
+              state.hub.end()
             }))
           )
         ),
@@ -669,8 +670,8 @@ export const events = <I = never>(
   options?: { readonly bufferSize?: number | undefined }
 ): Stream.Stream<Event, never, I> =>
   isBulkhead(bulkhead)
-    ? bulkhead.state.events(options?.bufferSize ?? 4096)
-    : Stream.unwrap(Effect.map(bulkhead, (b) => b.state.events(options?.bufferSize ?? 4096)))
+    ? bulkhead.state.hub.stream(options?.bufferSize ?? 4096)
+    : Stream.unwrap(Effect.map(bulkhead, (b) => b.state.hub.stream(options?.bufferSize ?? 4096)))
 
 /**
  * One observation of a {@link capacityReport}.
@@ -733,6 +734,7 @@ export const capacityReport = <I = never>(
       const origin = options?.since ?? new Snapshot({
         ...now,
         sequence: 0,
+        at: b.state.createdAt,
         inFlight: 0,
         running: 0,
         queued: 0,

@@ -397,8 +397,8 @@ class BreakerImpl {
     const counters = this.counters
     counters.transitions++
     if (to === "Open") counters.openings++
-    if (counters.listeners.size > 0) {
-      counters.emit({ _tag: "Transition", name: this.name, key: this.exposeKeys ? circuit.key : undefined, from, to, at })
+    if (counters.hub.active) {
+      counters.hub.emit({ _tag: "Transition", name: this.name, key: this.exposeKeys ? circuit.key : undefined, from, to, at })
     }
   }
 
@@ -461,7 +461,7 @@ class BreakerImpl {
       ? "ProbesBusy"
       : "Isolated"
     this.counters.rejected[reason]++
-    if (this.counters.listeners.size > 0) this.counters.emit({ _tag: "Rejected", name: this.name, reason })
+    if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Rejected", name: this.name, reason })
     const state = reason === "Open" ? "Open" : reason === "ProbesBusy" ? "HalfOpen" : "Isolated"
     return Effect.fail(
       internal.fastOpenError(
@@ -492,7 +492,7 @@ class BreakerImpl {
       else if (outcome === "Failure") counters.failures++
       else counters.ignored++
       circuit.record(permit, outcome, startedAt, clock, onTransition)
-      if (counters.listeners.size > 0) counters.emit({ _tag: "Recorded", name: this.name, outcome })
+      if (counters.hub.active) counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
       // Returning nothing skips a flatMap per call, as Effect's Semaphore does.
       return undefined as unknown as Effect.Effect<void>
     })
@@ -623,7 +623,7 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
         Effect.addFinalizer(() =>
           Effect.sync(() => {
             for (const registration of registrations) registration.remove()
-            impl.counters.endEvents()
+            impl.counters.hub.end()
           })
         ),
         self
@@ -836,8 +836,8 @@ export const events = <I = never>(
   options?: { readonly bufferSize?: number | undefined }
 ): Stream.Stream<Event, never, I> =>
   isCircuitBreaker(breaker)
-    ? breaker.impl.counters.events(options?.bufferSize ?? 4096)
-    : Stream.unwrap(Effect.map(breaker, (b) => b.impl.counters.events(options?.bufferSize ?? 4096)))
+    ? breaker.impl.counters.hub.stream(options?.bufferSize ?? 4096)
+    : Stream.unwrap(Effect.map(breaker, (b) => b.impl.counters.hub.stream(options?.bufferSize ?? 4096)))
 
 /**
  * The state transitions only.

@@ -1,9 +1,10 @@
-import { type Cause, Clock, Duration, Effect, Exit, Metric, Queue, Stream } from "effect"
+import { Clock, Duration, Effect, Exit, Metric } from "effect"
 import type * as Context from "effect/Context"
 import type * as Fiber from "effect/Fiber"
 import type * as Bulkhead from "../Bulkhead.ts"
 import { BulkheadFull } from "../Bulkhead.ts"
 import { InvalidOptions } from "../InvalidOptions.ts"
+import { EventHub } from "./events.ts"
 
 type Reason = Bulkhead.BulkheadFull["reason"]
 
@@ -102,7 +103,9 @@ export class BulkheadState {
   private tail: Waiter | undefined = undefined
   private arrivals = 0
   private drains: Array<DrainWaiter> | undefined = undefined
-  readonly listeners = new Set<Queue.Queue<Bulkhead.Event, Cause.Done>>()
+  readonly hub = new EventHub<Bulkhead.Event>()
+  /** Clock time of creation, the origin of a capacity report without `since`. */
+  createdAt = 0
 
   readonly name: string
   /** Extra field put on errors (keyed bulkheads that expose their keys). */
@@ -126,7 +129,7 @@ export class BulkheadState {
 
   reject(reason: Reason, waitedMs: number, weight: number): Effect.Effect<never, Bulkhead.BulkheadFull> {
     this.rejected[reason]++
-    if (this.listeners.size > 0) {
+    if (this.hub.active) {
       this.emit({ _tag: "Rejected", name: this.name, reason, weight, waited: Duration.millis(waitedMs) })
     }
     return Effect.fail(this.makeError(reason, waitedMs))
@@ -137,7 +140,7 @@ export class BulkheadState {
   }
 
   emit(event: Bulkhead.Event): void {
-    for (const queue of this.listeners) Queue.offerUnsafe(queue, event)
+    this.hub.emit(event)
   }
 
   // ---------------------------------------------------------------------------
@@ -171,7 +174,7 @@ export class BulkheadState {
       this.running++
       this.admitted++
       if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight
-      if (this.listeners.size > 0) this.emit({ _tag: "Admitted", name: this.name, weight, waited: Duration.zero })
+      if (this.hub.active) this.emit({ _tag: "Admitted", name: this.name, weight, waited: Duration.zero })
       return this.run(self, restore, weight, ++this.arrivals)
     }
     if (this.queued >= this.maxQueue) return this.reject("QueueFull", 0, weight)
@@ -224,7 +227,7 @@ export class BulkheadState {
     this.completed++
     if (this.head !== undefined) this.pump()
     if (this.drains !== undefined) this.settle(seq)
-    if (this.listeners.size > 0) {
+    if (this.hub.active) {
       this.emit({ _tag: "Released", name: this.name, weight, outcome: exit === undefined ? "Interrupted" : outcomeOf(exit) })
     }
   }
@@ -270,7 +273,7 @@ export class BulkheadState {
       this.recordWait(waitedMs)
       waiter.granted = true
       waiter.outcome = Effect.void
-      if (this.listeners.size > 0) {
+      if (this.hub.active) {
         this.emit({ _tag: "Admitted", name: this.name, weight: waiter.weight, waited: Duration.millis(waitedMs) })
       }
       waiter.fiber.currentDispatcher.scheduleTask(waiter.wake, 0)
@@ -344,7 +347,7 @@ export class BulkheadState {
         waiter = next
       }
     }
-    if (this.listeners.size > 0) this.emit({ _tag: "Resized", name: this.name, from, to: maxConcurrent })
+    if (this.hub.active) this.emit({ _tag: "Resized", name: this.name, from, to: maxConcurrent })
     if (this.head !== undefined) this.pump()
   }
 
@@ -353,7 +356,7 @@ export class BulkheadState {
     if (this.closed) return false
     this.closed = true
     while (this.head !== undefined) this.evict(this.head, "Closed")
-    if (this.listeners.size > 0) this.emit({ _tag: "Closed", name: this.name })
+    if (this.hub.active) this.emit({ _tag: "Closed", name: this.name })
     return true
   }
 
@@ -389,22 +392,6 @@ export class BulkheadState {
   // ---------------------------------------------------------------------------
   // observation
   // ---------------------------------------------------------------------------
-
-  events(bufferSize: number): Stream.Stream<Bulkhead.Event> {
-    return Stream.callback<Bulkhead.Event>(
-      (queue) =>
-        Effect.acquireRelease(
-          Effect.sync(() => this.listeners.add(queue)),
-          () => Effect.sync(() => this.listeners.delete(queue))
-        ),
-      { bufferSize, strategy: "sliding" }
-    )
-  }
-
-  endEvents(): void {
-    for (const queue of this.listeners) Queue.endUnsafe(queue)
-    this.listeners.clear()
-  }
 
   /** Cumulative queue-wait histogram; calls admitted at once count as a wait of 0. */
   waitHistogram(): Metric.HistogramState {

@@ -1,7 +1,8 @@
-import { type Cause, type Clock, Duration, Effect, Exit, Metric, Queue, Stream } from "effect"
+import { type Clock, Duration, Exit, Metric } from "effect"
 import type * as Context from "effect/Context"
 import type * as CircuitBreaker from "../CircuitBreaker.ts"
 import { CircuitOpen } from "../CircuitBreaker.ts"
+import { EventHub } from "./events.ts"
 
 type State = CircuitBreaker.State
 type Outcome = CircuitBreaker.Outcome
@@ -413,27 +414,7 @@ export class Counters {
   readonly rejected: Record<Reason, number> = { Open: 0, ProbesBusy: 0, Isolated: 0 }
   transitions = 0
   openings = 0
-  readonly listeners = new Set<Queue.Queue<CircuitBreaker.Event, Cause.Done>>()
-
-  emit(event: CircuitBreaker.Event): void {
-    for (const queue of this.listeners) Queue.offerUnsafe(queue, event)
-  }
-
-  events(bufferSize: number): Stream.Stream<CircuitBreaker.Event> {
-    return Stream.callback<CircuitBreaker.Event>(
-      (queue) =>
-        Effect.acquireRelease(
-          Effect.sync(() => this.listeners.add(queue)),
-          () => Effect.sync(() => this.listeners.delete(queue))
-        ),
-      { bufferSize, strategy: "sliding" }
-    )
-  }
-
-  endEvents(): void {
-    for (const queue of this.listeners) Queue.endUnsafe(queue)
-    this.listeners.clear()
-  }
+  readonly hub = new EventHub<CircuitBreaker.Event>()
 }
 
 /**
