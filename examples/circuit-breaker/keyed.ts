@@ -3,11 +3,13 @@
  * the other hosts keep working. Keys stay out of errors unless `exposeKeys`.
  */
 import { CircuitBreaker } from "@bulwark/core"
-import { Effect } from "effect"
+import { Data, Effect } from "effect"
 import assert from "node:assert/strict"
 import { fileURLToPath } from "node:url"
 
-const fetchFrom = (host: string) => host === "eu-2" ? Effect.fail("connection refused" as const) : Effect.succeed(`ok from ${host}`)
+class ConnectionRefused extends Data.TaggedError("ConnectionRefused") {}
+
+const fetchFrom = (host: string) => host === "eu-2" ? Effect.fail(new ConnectionRefused()) : Effect.succeed(`ok from ${host}`)
 
 export const program = Effect.gen(function*() {
   const hosts = yield* CircuitBreaker.make({

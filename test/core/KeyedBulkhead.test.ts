@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Bulkhead, KeyedBulkhead } from "@bulwark/core"
-import { Context, Deferred, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 
 const settle = Effect.gen(function*() {
@@ -198,7 +198,7 @@ describe("KeyedBulkhead: lifecycle and services", () => {
   it.effect("invalid options fail with InvalidOptions naming each field", () =>
     Effect.gen(function*() {
       const e = yield* Effect.flip(
-        KeyedBulkhead.make({ name: "k", maxConcurrent: 1, maxKeys: 0, idleTimeToLive: "soon" })
+        KeyedBulkhead.make({ name: "k", maxConcurrent: 1, maxKeys: 0, idleTimeToLive: "soon" as Duration.Input })
       )
       assert.strictEqual(e._tag, "InvalidOptions")
       assert.strictEqual(e.primitive, "KeyedBulkhead")
