@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Bulkhead, KeyedBulkhead } from "@bulwark/core"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 
 const settle = Effect.gen(function*() {
@@ -152,10 +152,37 @@ describe("KeyedBulkhead: keys stay private unless exposed", () => {
         const perKey = (yield* KeyedBulkhead.stats(keyed)).perKey
         assert.deepStrictEqual(perKey, [{ key: "acme", inFlight: 1, queued: 0 }])
         const snapshot = yield* Metric.snapshot
-        const labelled = snapshot.find((m) => m.id === "bulwark.bulkhead.in_flight" && m.attributes?.key === "acme")
+        const labelled = snapshot.find((m) => m.id === "bulwark.bulkhead.key.in_flight" && m.attributes?.key === "acme")
         assert.deepStrictEqual(labelled?.state, { value: 1 })
+        // the aggregate series keeps its own name, so summing by name counts each call once
+        const aggregate = snapshot.filter((m) => m.id === "bulwark.bulkhead.in_flight")
+        assert.deepStrictEqual(aggregate.map((m) => [m.attributes, m.state]), [[{ name: "tenants" }, { value: 1 }]])
         yield* Fiber.interrupt(a.fiber)
       }).pipe(Effect.provideService(Metric.MetricRegistry, registry))
+    }))
+})
+
+describe("KeyedBulkhead: events", () => {
+  it.effect("every compartment reports on one stream, which ends when the scope closes", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const keyed = yield* Scope.provide(KeyedBulkhead.make({ name: "k", maxConcurrent: 1, maxKeys: 10 }), scope)
+      const collected = yield* Effect.forkChild(Stream.runCollect(KeyedBulkhead.events(keyed)), { startImmediately: true })
+      yield* Effect.void.pipe(KeyedBulkhead.guard(keyed, "a"))
+      const a = yield* hold(keyed, "b")
+      yield* Effect.exit(Effect.void.pipe(KeyedBulkhead.guard(keyed, "b")))
+      yield* Fiber.interrupt(a.fiber)
+      yield* Scope.close(scope, Exit.void)
+      const events = yield* Fiber.join(collected)
+      assert.deepStrictEqual(events.map((e) => e._tag === "Rejected" ? `Rejected:${e.reason}` : e._tag), [
+        "Admitted",
+        "Released",
+        "Admitted",
+        "Rejected:QueueFull",
+        "Released",
+        "Closed"
+      ])
+      assert.notInclude(JSON.stringify(events), "\"b\"")
     }))
 })
 

@@ -38,8 +38,11 @@ import * as Context from "effect/Context"
 import type * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import * as Stream from "effect/Stream"
+import type * as Bulkhead from "./Bulkhead.ts"
 import type { BulkheadFull, GuardOptions, Reason } from "./Bulkhead.ts"
 import * as internal from "./internal/bulkhead.ts"
+import { EventHub } from "./internal/events.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 
@@ -113,6 +116,7 @@ interface Compartment {
 /** @internal */
 export class KeyedState implements internal.MetricSource {
   readonly compartments = new Map<string, Compartment>()
+  readonly hub = new EventHub<Bulkhead.Event>()
   closed = false
   reclaimed = 0
   /** Counters of reclaimed compartments, so that totals stay cumulative. */
@@ -155,7 +159,14 @@ export class KeyedState implements internal.MetricSource {
     this.exposeKeys = options.exposeKeys
     this.metricContext = options.metricContext
     // Counts the rejections decided before a compartment is involved.
-    this.door = new internal.BulkheadState(this.name, this.maxConcurrent, this.maxQueue, this.queueTimeoutMs)
+    this.door = new internal.BulkheadState(
+      this.name,
+      this.maxConcurrent,
+      this.maxQueue,
+      this.queueTimeoutMs,
+      undefined,
+      this.hub
+    )
   }
 
   /** The compartment for `key`, created (and older ones reclaimed) on demand; `undefined` when every compartment is busy. */
@@ -175,10 +186,19 @@ export class KeyedState implements internal.MetricSource {
       this.maxConcurrent,
       this.maxQueue,
       this.queueTimeoutMs,
-      this.exposeKeys ? key : undefined
+      this.exposeKeys ? key : undefined,
+      this.hub
     )
+    // Per-key series have names of their own, so that summing the aggregate
+    // series by name does not count every call twice.
     const registrations = this.exposeKeys
-      ? internal.registerMetrics(this.metricContext, { name: this.name, key }, bulkhead, internal.reasons.slice(0, 4))
+      ? internal.registerMetrics(
+        this.metricContext,
+        { name: this.name, key },
+        bulkhead,
+        internal.reasons.slice(0, 4),
+        "bulwark.bulkhead.key"
+      )
       : undefined
     this.compartments.set(key, { bulkhead, lastUsed: now, registrations })
     return bulkhead
@@ -227,8 +247,11 @@ export class KeyedState implements internal.MetricSource {
   }
 
   closeAll(): void {
+    if (this.closed) return
     this.closed = true
-    for (const compartment of this.compartments.values()) compartment.bulkhead.close()
+    // One Closed event for the keyed bulkhead, not one per compartment.
+    for (const compartment of this.compartments.values()) compartment.bulkhead.close(false)
+    if (this.hub.active) this.hub.emit({ _tag: "Closed", name: this.name })
   }
 
   get drain(): Effect.Effect<void> {
@@ -357,6 +380,7 @@ export const make = (options: Options): Effect.Effect<KeyedBulkhead, InvalidOpti
             Effect.ensuring(Effect.sync(() => {
               for (const registration of registrations) registration.remove()
               state.removeMetrics()
+              state.hub.end()
             }))
           )
         ),
@@ -510,3 +534,18 @@ export const close = <I = never>(keyed: KeyedBulkheadOrKey<I>): Effect.Effect<vo
  */
 export const drain = <I = never>(keyed: KeyedBulkheadOrKey<I>): Effect.Effect<void, never, I> =>
   withKeyed(keyed, ({ state }) => Effect.suspend(() => state.drain))
+
+/**
+ * What happens in every compartment, as one stream (the same events as
+ * `Bulkhead.events`, named after the keyed bulkhead; keys are not included).
+ *
+ * @since 0.1.0
+ * @category observability
+ */
+export const events = <I = never>(
+  keyed: KeyedBulkheadOrKey<I>,
+  options?: { readonly bufferSize?: number | undefined }
+): Stream.Stream<Bulkhead.Event, never, I> =>
+  isKeyedBulkhead(keyed)
+    ? keyed.state.hub.stream(options?.bufferSize ?? 4096)
+    : Stream.unwrap(Effect.map(keyed, (k) => k.state.hub.stream(options?.bufferSize ?? 4096)))

@@ -103,7 +103,8 @@ export class BulkheadState {
   private tail: Waiter | undefined = undefined
   private arrivals = 0
   private drains: Array<DrainWaiter> | undefined = undefined
-  readonly hub = new EventHub<Bulkhead.Event>()
+  /** Compartments of a keyed bulkhead share their parent's hub. */
+  readonly hub: EventHub<Bulkhead.Event>
   /** Clock time of creation, the origin of a capacity report without `since`. */
   createdAt = 0
 
@@ -111,9 +112,17 @@ export class BulkheadState {
   /** Extra field put on errors (keyed bulkheads that expose their keys). */
   readonly key: string | undefined
 
-  constructor(name: string, maxConcurrent: number, maxQueue: number, queueTimeoutMs: number, key?: string) {
+  constructor(
+    name: string,
+    maxConcurrent: number,
+    maxQueue: number,
+    queueTimeoutMs: number,
+    key?: string,
+    hub?: EventHub<Bulkhead.Event>
+  ) {
     this.name = name
     this.key = key
+    this.hub = hub ?? new EventHub()
     this.maxConcurrent = maxConcurrent
     this.maxQueue = maxQueue
     this.queueTimeoutMs = queueTimeoutMs
@@ -352,11 +361,11 @@ export class BulkheadState {
   }
 
   /** O(queued): rejects every waiter with `Closed`; running calls go on. */
-  close(): boolean {
+  close(announce = true): boolean {
     if (this.closed) return false
     this.closed = true
     while (this.head !== undefined) this.evict(this.head, "Closed")
-    if (this.hub.active) this.emit({ _tag: "Closed", name: this.name })
+    if (announce && this.hub.active) this.emit({ _tag: "Closed", name: this.name })
     return true
   }
 
@@ -440,7 +449,8 @@ export const registerMetrics = (
   context: Context.Context<never>,
   attributes: Readonly<Record<string, string>>,
   source: MetricSource,
-  reasons: ReadonlyArray<Reason>
+  reasons: ReadonlyArray<Reason>,
+  prefix = "bulwark.bulkhead"
 ): Array<Metric.Registration> => {
   const noop = () => {}
   const gauge = (id: string, description: string, get: () => number) =>
@@ -456,12 +466,12 @@ export const registerMetrics = (
       modify: noop
     })
   const registrations = [
-    gauge("bulwark.bulkhead.in_flight", "Permits held by running calls", () => source.inFlight),
-    gauge("bulwark.bulkhead.queued", "Calls waiting for a permit", () => source.queued),
-    counter("bulwark.bulkhead.admitted", "Calls admitted", attributes, () => source.admitted),
-    counter("bulwark.bulkhead.completed", "Admitted calls that finished", attributes, () => source.completed),
+    gauge(`${prefix}.in_flight`, "Permits held by running calls", () => source.inFlight),
+    gauge(`${prefix}.queued`, "Calls waiting for a permit", () => source.queued),
+    counter(`${prefix}.admitted`, "Calls admitted", attributes, () => source.admitted),
+    counter(`${prefix}.completed`, "Admitted calls that finished", attributes, () => source.completed),
     Metric.registerUnsafe(
-      Metric.histogram("bulwark.bulkhead.queue_wait", {
+      Metric.histogram(`${prefix}.queue_wait`, {
         description: "Time from arrival to admission, in milliseconds",
         boundaries: waitBoundaries,
         attributes
@@ -472,7 +482,7 @@ export const registerMetrics = (
   ]
   for (const reason of reasons) {
     registrations.push(
-      counter("bulwark.bulkhead.rejected", "Calls rejected, by reason", { ...attributes, reason }, () => source.rejected[reason])
+      counter(`${prefix}.rejected`, "Calls rejected, by reason", { ...attributes, reason }, () => source.rejected[reason])
     )
   }
   return registrations
