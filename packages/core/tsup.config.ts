@@ -1,9 +1,11 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/Bulkhead.ts", "src/KeyedBulkhead.ts", "src/BulkheadRegistry.ts", "src/InvalidOptions.ts"],
+  entry: ["src/index.ts", "src/Bulkhead.ts", "src/KeyedBulkhead.ts", "src/BulkheadRegistry.ts", "src/InvalidOptions.ts", "src/CircuitBreaker.ts", "src/Timeout.ts", "src/Timeouts.ts", "src/Retry.ts"],
   format: ["esm"],
-  dts: true,
+  // Internal machinery stays out of the published types.
+  dts: { compilerOptions: { stripInternal: true } },
+  silent: true,
   sourcemap: true,
   clean: true,
   splitting: true,

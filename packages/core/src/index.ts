@@ -52,3 +52,29 @@ export * as CircuitBreaker from "./CircuitBreaker.ts"
  * @since 0.1.0
  */
 export { CircuitOpen } from "./CircuitBreaker.ts"
+
+/**
+ * Time limits on calls, fixed or named and configured in one Layer.
+ *
+ * @since 0.1.0
+ */
+export * as Timeout from "./Timeout.ts"
+
+/**
+ * The table of named timeouts `Timeout.named` reads, with counters per name.
+ *
+ * @since 0.1.0
+ */
+export * as Timeouts from "./Timeouts.ts"
+
+/**
+ * @since 0.1.0
+ */
+export { TimeoutExceeded } from "./Timeout.ts"
+
+/**
+ * Retries with capped exponential backoff, jitter, `retryAfter` and a shared retry budget.
+ *
+ * @since 0.1.0
+ */
+export * as Retry from "./Retry.ts"
