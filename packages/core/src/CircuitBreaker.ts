@@ -64,7 +64,7 @@ import * as Context from "effect/Context"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import * as internal from "./internal/circuitBreaker.ts"
-import { decodeOptions, DurationInput, Name, PositiveInt } from "./internal/options.ts"
+import { decodeOptions, DurationInput, DurationText, Name, PositiveInt } from "./internal/options.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 
 /**
@@ -121,7 +121,8 @@ const Threshold = Schema.Number.check(
   Schema.makeFilter((n: number) => n > 0 && n <= 1 ? undefined : `Expected a ratio in (0, 1], got ${n}`)
 )
 
-const Window = Schema.Union([PositiveInt, DurationInput])
+// A number counts calls; a time window must be written as a duration ("1 minute").
+const Window = Schema.Union([PositiveInt, DurationText])
 
 /**
  * Trip policies as data, validated with the breaker's options.
@@ -415,12 +416,28 @@ class BreakerImpl {
     if (found !== undefined) {
       circuits.delete(key)
       circuits.set(key, found)
+      found.lastActivity = now
       return found
     }
     this.reclaim(now)
     const circuit = new internal.Circuit(this.policy, key, now)
     circuits.set(key, circuit)
     return circuit
+  }
+
+  /**
+   * A keyed call finished: the circuit becomes the most recently used, so that
+   * the LRU order of the map is the order of last activity and reclaiming can
+   * stop at the first circuit that is still fresh.
+   */
+  completed(circuit: internal.Circuit, now: number): void {
+    circuit.running--
+    circuit.lastActivity = now
+    const circuits = this.circuits!
+    if (circuit.key !== undefined && circuits.get(circuit.key) === circuit) {
+      circuits.delete(circuit.key)
+      circuits.set(circuit.key, circuit)
+    }
   }
 
   /**
@@ -485,7 +502,10 @@ class BreakerImpl {
     if (permit === internal.PASS) return restore(self)
     if (permit < 0) return this.reject(circuit, permit, clock.currentTimeMillisUnsafe())
     const startedAt = this.needsTime || circuit.state === "HalfOpen" ? clock.currentTimeMillisUnsafe() : 0
+    const keyed = this.circuits !== undefined
+    if (keyed) circuit.running++
     return Effect.onExit(restore(self), (exit) => {
+      if (keyed) this.completed(circuit, clock.currentTimeMillisUnsafe())
       const outcome = this.classify(exit)
       const counters = this.counters
       if (outcome === "Success") counters.successes++

@@ -228,9 +228,7 @@ export class Circuit {
     switch (this.state) {
       case "Closed":
         // The closed path reads no clock unless a backoff may need resetting.
-        if (this.consecutiveOpenings > 0 && clock.currentTimeMillisUnsafe() >= this.backoffResetAt) {
-          this.consecutiveOpenings = 0
-        }
+        if (this.consecutiveOpenings > 0) this.settleBackoff(clock.currentTimeMillisUnsafe())
         return this.generation
       case "Disabled":
         return PASS
@@ -273,7 +271,7 @@ export class Circuit {
   expireProbes(now: number): boolean {
     const timeout = this.policy.probeTimeoutMs
     for (const probe of this.probes) {
-      if (now - probe.startedAt >= timeout) {
+      if (now - probe.startedAt > timeout) {
         this.open(now)
         return true
       }
@@ -342,6 +340,7 @@ export class Circuit {
   }
 
   private open(now: number): void {
+    if (this.state === "Closed") this.settleBackoff(now)
     this.consecutiveOpenings++
     const openFor = this.policy.openForMs(this.consecutiveOpenings, now)
     this.lastOpenForMs = openFor
@@ -388,15 +387,24 @@ export class Circuit {
     }
   }
 
+  /** The backoff count resets once the circuit has stayed closed as long as it was last open. */
+  private settleBackoff(now: number): void {
+    if (this.state === "Closed" && this.consecutiveOpenings > 0 && now >= this.backoffResetAt) this.consecutiveOpenings = 0
+  }
+
   /** Brings the state up to date without admitting anything (for reads). */
   refresh(now: number, onTransition: (from: State, to: State, now: number) => void): void {
+    this.settleBackoff(now)
     if (this.state === "HalfOpen" && this.probes.length > 0 && this.expireProbes(now)) {
       onTransition("HalfOpen", "Open", now)
     }
   }
 
+  /** Calls of a keyed circuit that are running (plain circuits do not count them). */
+  running = 0
+
   get idle(): boolean {
-    return this.probes.length === 0
+    return this.probes.length === 0 && this.running === 0
   }
 }
 

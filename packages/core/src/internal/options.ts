@@ -30,29 +30,37 @@ const isDurationShaped = (input: unknown): boolean => {
   return proto === Object.prototype || proto === null
 }
 
-const durationFromInput = SchemaTransformation.transformEffect<Duration.Duration, unknown>({
-  decode: (input) => {
-    const decoded = (typeof input === "number" && !Number.isFinite(input)) || !isDurationShaped(input)
-      ? Option.none()
-      : Duration.fromInput(input as Duration.Input)
-    if (Option.isNone(decoded)) {
-      return Effect.fail(
-        new SchemaIssue.InvalidValue({
-          message: `Expected a duration such as "2 seconds" or a number of milliseconds, got ${describe(input)}`
-        })
-      )
-    }
-    const duration = decoded.value
-    if (Duration.isNegative(duration)) {
-      return Effect.fail(new SchemaIssue.InvalidValue({ message: `Expected a duration >= 0, got ${describe(input)}` }))
-    }
-    if (!Duration.isFinite(duration)) {
-      return Effect.fail(new SchemaIssue.InvalidValue({ message: `Expected a finite duration, got ${describe(input)}` }))
-    }
-    return Effect.succeed(duration)
-  },
-  encode: (duration) => Effect.succeed(duration)
-})
+const durationFromInput = (acceptNumbers: boolean) =>
+  SchemaTransformation.transformEffect<Duration.Duration, unknown>({
+    decode: (input) => {
+      if (!acceptNumbers && typeof input === "number") {
+        return Effect.fail(
+          new SchemaIssue.InvalidValue({
+            message: `Expected a duration such as "1 minute" (a number counts calls and must be an integer >= 1), got ${describe(input)}`
+          })
+        )
+      }
+      const decoded = (typeof input === "number" && !Number.isFinite(input)) || !isDurationShaped(input)
+        ? Option.none()
+        : Duration.fromInput(input as Duration.Input)
+      if (Option.isNone(decoded)) {
+        return Effect.fail(
+          new SchemaIssue.InvalidValue({
+            message: `Expected a duration such as "2 seconds" or a number of milliseconds, got ${describe(input)}`
+          })
+        )
+      }
+      const duration = decoded.value
+      if (Duration.isNegative(duration)) {
+        return Effect.fail(new SchemaIssue.InvalidValue({ message: `Expected a duration >= 0, got ${describe(input)}` }))
+      }
+      if (!Duration.isFinite(duration)) {
+        return Effect.fail(new SchemaIssue.InvalidValue({ message: `Expected a finite duration, got ${describe(input)}` }))
+      }
+      return Effect.succeed(duration)
+    },
+    encode: (duration) => Effect.succeed(duration)
+  })
 
 /**
  * Anything `Duration.fromInput` accepts (`"2 seconds"`, a number of
@@ -62,7 +70,17 @@ const durationFromInput = SchemaTransformation.transformEffect<Duration.Duration
  * @internal
  */
 export const DurationInput: Schema.decodeTo<Schema.Duration, Schema.Unknown> = Schema.Unknown.pipe(
-  Schema.decodeTo(Schema.Duration, durationFromInput)
+  Schema.decodeTo(Schema.Duration, durationFromInput(true))
+) as any
+
+/**
+ * A duration given as text or a `Duration`, never as a bare number: for
+ * options where a number means something else (a count of calls).
+ *
+ * @internal
+ */
+export const DurationText: Schema.decodeTo<Schema.Duration, Schema.Unknown> = Schema.Unknown.pipe(
+  Schema.decodeTo(Schema.Duration, durationFromInput(false))
 ) as any
 
 /** @internal */
