@@ -122,7 +122,10 @@ const Threshold = Schema.Number.check(
 )
 
 // A number counts calls; a time window must be written as a duration ("1 minute").
-const Window = Schema.Union([PositiveInt, DurationText])
+const Window = Schema.Union([
+  PositiveInt,
+  DurationText.check(Schema.makeFilter((d: Duration.Duration) => Duration.toMillis(d) > 0 ? undefined : "Expected a time window > 0"))
+])
 
 /**
  * Trip policies as data, validated with the breaker's options.
@@ -250,7 +253,8 @@ export interface Options {
   /**
    * How long the circuit stays open: a duration, or a Schedule whose n-th
    * delay is the open time of the n-th consecutive opening (cap it, e.g.
-   * `Schedule.exponential("1 second").pipe(Schedule.either(Schedule.spaced("1 minute")))`).
+   * `Schedule.exponential("1 second").pipe(Schedule.modifyDelay(({ duration }) =>
+   * Effect.succeed(Duration.min(duration, Duration.minutes(1)))))`).
    * The schedule's delays are computed once per opening count and reused.
    */
   readonly openFor: Duration.Input | Schedule.Schedule<unknown, unknown>
@@ -541,7 +545,7 @@ const toSpec = (policy: typeof TripPolicy.Type): internal.TripSpec => {
   const window = (w: number | Duration.Duration) =>
     typeof w === "number"
       ? { windowCalls: w, windowMs: undefined }
-      : { windowCalls: undefined, windowMs: Math.max(1, Duration.toMillis(w)) }
+      : { windowCalls: undefined, windowMs: Duration.toMillis(w) }
   switch (policy._tag) {
     case "Consecutive":
       return { _tag: "Consecutive", failures: policy.failures }
@@ -631,7 +635,11 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
         fiber.context,
         impl.name,
         impl.counters,
-        impl.single === undefined ? undefined : () => impl.single!.state,
+        impl.single === undefined ? undefined : (now) => {
+          // A lost probe is noticed lazily: read as a state read would.
+          impl.single!.refresh(now, impl.transitionsOf(impl.single!))
+          return impl.single!.state
+        },
         () => impl.circuits?.size ?? 1
       )
       const self: CircuitBreaker = Object.assign(Object.create(BreakerProto), {

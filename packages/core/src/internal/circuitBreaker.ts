@@ -1,5 +1,4 @@
-import { type Clock, Duration, Exit, Metric } from "effect"
-import type * as Context from "effect/Context"
+import { Clock, Context, Duration, Exit, Metric } from "effect"
 import type * as CircuitBreaker from "../CircuitBreaker.ts"
 import { CircuitOpen } from "../CircuitBreaker.ts"
 import { EventHub } from "./events.ts"
@@ -75,7 +74,7 @@ class TimeWindow {
   calls = 0
   hits = 0
   constructor(windowMs: number) {
-    this.bucketMs = Math.max(1, windowMs / BUCKETS)
+    this.bucketMs = windowMs / BUCKETS
   }
   advance(now: number): void {
     const epoch = Math.floor(now / this.bucketMs)
@@ -462,7 +461,7 @@ export const registerMetrics = (
   context: Context.Context<never>,
   name: string,
   counters: Counters,
-  currentState: (() => State) | undefined,
+  currentState: ((now: number) => State) | undefined,
   circuits: () => number
 ): Array<Metric.Registration> => {
   const attributes = { name }
@@ -493,7 +492,11 @@ export const registerMetrics = (
           attributes
         }),
         context,
-        { get: () => ({ value: stateCode[currentState()] }), update: noop, modify: noop }
+        {
+          get: (ctx) => ({ value: stateCode[currentState(Context.get(ctx, Clock.Clock).currentTimeMillisUnsafe())] }),
+          update: noop,
+          modify: noop
+        }
       )
     )
   } else {
