@@ -1,9 +1,7 @@
 /**
- * Minimal failing tests for open CircuitBreaker bugs (packages/ is owned by the lead; these
- * fail until the implementation is fixed, then move to CircuitBreaker.test.ts).
+ * Regression tests for CircuitBreaker bugs found by its test suite.
  *
- * Found by this suite and already fixed in 793c87d (now covered by CircuitBreaker.test.ts and
- * the property tests): the backoff count reset only on admission (a trip by a call admitted
+ * Fixed earlier and covered by CircuitBreaker.test.ts and the property tests: the backoff count reset only on admission (a trip by a call admitted
  * before the reset time used the next delay; `state` showed a stale count); a probe was lost at
  * exactly probeTimeout (so probeTimeout 0 could never close the circuit); idle reclaiming
  * dropped keyed circuits with calls running (losing their outcomes) and stopped at the first
@@ -16,7 +14,7 @@ import { TestClock } from "effect/testing"
 
 class Boom extends Data.TaggedError("Boom") {}
 
-describe("CircuitBreaker bugs (open)", () => {
+describe("CircuitBreaker regressions", () => {
   // A time window is ten buckets of windowMs / 10, but the bucket is clamped to at least 1 ms
   // (internal/circuitBreaker.ts, TimeWindow constructor: `Math.max(1, windowMs / BUCKETS)`), so
   // a window shorter than 10 ms keeps outcomes for 10 ms: "5 millis" keeps them twice as long
