@@ -311,10 +311,48 @@ const compileGuard = <I>(
   const { weight, timeoutMs, deadline } = call
   if (isBulkhead(bulkhead)) {
     const state = bulkhead.state
-    return (self) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber((fiber) => state.admit(fiber, self, restore, weight, timeoutMs, deadline))
-      )
+    if (deadline !== undefined) {
+      return (self) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.withFiber((fiber) => state.admit(fiber, self, restore, weight, timeoutMs, deadline))
+        )
+    }
+    return <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      Effect.withFiber((fiber) => {
+        // Per run of the guarded effect (an effect value may run many times, even
+        // concurrently). The finalizer is on the stack before admission, so no
+        // yield point lies between taking the permits (or a place in the queue)
+        // and registering their release: no mask needed, one finalizer for every exit.
+        // A rejection at the door takes no permit, so it needs no finalizer.
+        if (state.head !== undefined || state.inFlight + weight > state.maxConcurrent) {
+          const rejected = state.rejectAtDoor(weight, timeoutMs)
+          if (rejected !== undefined) return rejected
+        }
+        let seq = 0
+        let waiter: internal.Waiter | undefined
+        return Effect.onExitPrimitive(
+          Effect.suspend((): Effect.Effect<A, E | BulkheadFull, R> => {
+            seq = state.tryAdmit(weight)
+            if (seq !== 0) return self
+            const rejected = state.rejectAtDoor(weight, timeoutMs)
+            if (rejected !== undefined) return rejected
+            waiter = state.enqueueWaiter(fiber, weight)
+            if (timeoutMs === Infinity && state.queueTimeoutMs === Infinity) {
+              // No timeout around the wait: the fiber resumes straight into `self`
+              // (the finalizer above is already in place), no flatMap per waiter.
+              waiter.onGrant = self
+              return state.wait(waiter, timeoutMs) as unknown as Effect.Effect<A, E | BulkheadFull, R>
+            }
+            return Effect.flatMap(state.wait(waiter, timeoutMs), () => self)
+          }),
+          (exit) => {
+            if (seq !== 0) state.release(weight, seq, exit)
+            else if (waiter !== undefined) state.settleWaiter(waiter, exit)
+            return undefined
+          }
+          // not `true`: an interrupted, interruptible fiber skips `interruptible` finalizers
+        )
+      })
   }
   return (self) =>
     Effect.flatMap(bulkhead, (resolved) =>
@@ -362,7 +400,12 @@ export const guard: {
   if (arguments.length >= 2 && (isBulkhead(arguments[1]) || Context.isKey(arguments[1]))) {
     return compileGuard(arguments[1], arguments[2])(arguments[0])
   }
-  return compileGuard(arguments[0], arguments[1])
+  const bulkhead = arguments[0]
+  // `effect.pipe(Bulkhead.guard(b))` with no options: reuse one compiled guard per bulkhead.
+  if (arguments[1] === undefined && isBulkhead(bulkhead)) {
+    return (bulkhead.state.defaultGuard ??= compileGuard(bulkhead, undefined)) as ReturnType<typeof compileGuard>
+  }
+  return compileGuard(bulkhead, arguments[1])
 } as any
 
 /**

@@ -495,31 +495,46 @@ class BreakerImpl {
     )
   }
 
-  run<A, E, R>(
-    clock: Clock.Clock,
-    circuit: internal.Circuit,
-    self: Effect.Effect<A, E, R>,
-    restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
-  ): Effect.Effect<A, E | CircuitOpen, R> {
+  /**
+   * One call. Its finalizer is on the fiber's stack before `admit` runs, so
+   * no interruption can fall between taking a permit (a half-open probe slot)
+   * and registering the outcome that gives it back: no interruption mask, and
+   * one finalizer for every exit. A circuit that is open with time to go
+   * rejects before any of that: a rejection holds nothing.
+   */
+  run<A, E, R>(clock: Clock.Clock, circuit: internal.Circuit, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> {
+    if (circuit.state === "Open" || circuit.state === "Isolated") {
+      const now = clock.currentTimeMillisUnsafe()
+      if (circuit.state === "Isolated") return this.reject(circuit, internal.REJECT_ISOLATED, now)
+      if (now < circuit.openUntil) return this.reject(circuit, internal.REJECT_OPEN, now)
+    }
     const onTransition = this.transitionsOf(circuit)
-    const permit = circuit.admit(clock, onTransition)
-    if (permit === internal.PASS) return restore(self)
-    if (permit < 0) return this.reject(circuit, permit, clock.currentTimeMillisUnsafe())
-    const startedAt = this.needsTime || circuit.state === "HalfOpen" ? clock.currentTimeMillisUnsafe() : 0
     const keyed = this.circuits !== undefined
-    if (keyed) circuit.running++
-    return Effect.onExit(restore(self), (exit) => {
-      if (keyed) this.completed(circuit, clock.currentTimeMillisUnsafe())
-      const outcome = this.classify(exit)
-      const counters = this.counters
-      if (outcome === "Success") counters.successes++
-      else if (outcome === "Failure") counters.failures++
-      else counters.ignored++
-      circuit.record(permit, outcome, startedAt, clock, onTransition)
-      if (counters.hub.active) counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
-      // Returning nothing skips a flatMap per call, as Effect's Semaphore does.
-      return undefined as unknown as Effect.Effect<void>
-    })
+    let permit = internal.PASS
+    let startedAt = 0
+    return Effect.onExitPrimitive(
+      Effect.suspend((): Effect.Effect<A, E | CircuitOpen, R> => {
+        const admitted = circuit.admit(clock, onTransition)
+        if (admitted === internal.PASS) return self
+        if (admitted < 0) return this.reject(circuit, admitted, clock.currentTimeMillisUnsafe())
+        permit = admitted
+        if (this.needsTime || circuit.state === "HalfOpen") startedAt = clock.currentTimeMillisUnsafe()
+        if (keyed) circuit.running++
+        return self
+      }),
+      (exit) => {
+        if (permit < 0) return undefined
+        if (keyed) this.completed(circuit, clock.currentTimeMillisUnsafe())
+        const outcome = this.classify(exit)
+        const counters = this.counters
+        if (outcome === "Success") counters.successes++
+        else if (outcome === "Failure") counters.failures++
+        else counters.ignored++
+        circuit.record(permit, outcome, startedAt, clock, onTransition)
+        if (counters.hub.active) counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
+        return undefined
+      }
+    )
   }
 }
 
@@ -707,13 +722,11 @@ const compileGuard = <I>(
     const mismatch = keyMismatch(resolved, key)
     if (mismatch !== undefined) return mismatch
     const impl = resolved.impl
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.withFiber((fiber) => {
-        const clock = fiber.getRef(Clock.Clock)
-        const circuit = impl.single ?? impl.circuit(key!, clock.currentTimeMillisUnsafe())
-        return impl.run(clock, circuit, self, restore)
-      })
-    )
+    return Effect.withFiber((fiber) => {
+      const clock = fiber.getRef(Clock.Clock)
+      const circuit = impl.single ?? impl.circuit(key!, clock.currentTimeMillisUnsafe())
+      return impl.run(clock, circuit, self)
+    })
   }
   if (isCircuitBreaker(breaker)) return (self) => admit(breaker, self)
   return (self) => Effect.flatMap(breaker, (resolved) => admit(resolved, self))

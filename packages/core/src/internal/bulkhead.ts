@@ -22,7 +22,9 @@ const bucketOf = (ms: number): number => {
  * so that removing an interrupted or timed-out waiter from the middle is O(1)
  * and admission never scans.
  */
-class Waiter {
+const epochMs = Date.now()
+
+export class Waiter {
   prev: Waiter | undefined = undefined
   next: Waiter | undefined = undefined
   linked = true
@@ -30,7 +32,8 @@ class Waiter {
   /** Set once the call is admitted or rejected; the waiting fiber resumes with it. */
   outcome: Effect.Effect<void, Bulkhead.BulkheadFull> | undefined = undefined
   resume: ((effect: Effect.Effect<void, Bulkhead.BulkheadFull>) => void) | undefined = undefined
-  readonly wake: () => void
+  /** What the waiting fiber resumes with once admitted (the guarded effect itself when there is no timeout). */
+  onGrant: Effect.Effect<any, any, any> = Effect.void
   readonly weight: number
   readonly seq: number
   readonly enqueuedAt: number
@@ -39,14 +42,10 @@ class Waiter {
   constructor(weight: number, seq: number, enqueuedAt: number, clock: Clock.Clock, fiber: Fiber.Fiber<unknown, unknown>) {
     this.weight = weight
     this.seq = seq
-    this.enqueuedAt = enqueuedAt
+    // An offset from a fixed epoch stays a small integer (no boxed double per waiter).
+    this.enqueuedAt = enqueuedAt - epochMs
     this.clock = clock
     this.fiber = fiber
-    // Resuming runs the waiter's fiber; doing that from the releasing fiber's
-    // finalizer would nest fibers on the stack, so it goes through the scheduler.
-    this.wake = () => {
-      if (this.resume !== undefined && this.outcome !== undefined) this.resume(this.outcome)
-    }
   }
 }
 
@@ -99,7 +98,9 @@ export class BulkheadState {
   readonly waitBuckets = new Float64Array(waitBoundaries.length + 1)
   snapshotSeq = 0
 
-  private head: Waiter | undefined = undefined
+  head: Waiter | undefined = undefined
+  /** The compiled `guard(b)` without options, shared by every `effect.pipe(Bulkhead.guard(b))`. */
+  defaultGuard: unknown = undefined
   private tail: Waiter | undefined = undefined
   private arrivals = 0
   private drains: Array<DrainWaiter> | undefined = undefined
@@ -141,6 +142,8 @@ export class BulkheadState {
     if (this.hub.active) {
       this.emit({ _tag: "Rejected", name: this.name, reason, weight, waited: Duration.millis(waitedMs) })
     }
+    // A fresh error per rejection: callers may annotate or keep it, and a shared
+    // instance would carry one caller's annotations into another's failure.
     return Effect.fail(this.makeError(reason, waitedMs))
   }
 
@@ -160,6 +163,11 @@ export class BulkheadState {
    * The whole admission decision for one call. Runs inside an uninterruptible
    * region; `restore` makes only the wait and the user's effect interruptible.
    */
+  /**
+   * The whole admission decision for one call, for the paths that run under
+   * `uninterruptibleMask` (calls with a deadline, keyed compartments);
+   * `restore` makes only the wait and the user's effect interruptible.
+   */
   admit<A, E, R>(
     fiber: Fiber.Fiber<unknown, unknown>,
     self: Effect.Effect<A, E, R>,
@@ -168,53 +176,89 @@ export class BulkheadState {
     callTimeoutMs: number,
     deadline: number | undefined
   ): Effect.Effect<A, E | Bulkhead.BulkheadFull, R> {
-    if (this.closed) return this.reject("Closed", 0, weight)
-    if (weight > this.maxConcurrent) return this.reject("Oversized", 0, weight)
-    let clock: Clock.Clock | undefined
-    let now = 0
+    let timeoutMs = callTimeoutMs
     if (deadline !== undefined) {
-      clock = fiber.getRef(Clock.Clock)
-      now = clock.currentTimeMillisUnsafe()
+      if (this.closed) return this.reject("Closed", 0, weight)
+      if (weight > this.maxConcurrent) return this.reject("Oversized", 0, weight)
+      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       // The caller's budget is spent: admitting now would only do work whose result nobody waits for.
       if (deadline <= now) return this.reject("QueueTimeout", 0, weight)
+      if (deadline - now < timeoutMs) timeoutMs = deadline - now
     }
-    if (this.head === undefined && this.inFlight + weight <= this.maxConcurrent) {
-      this.inFlight += weight
-      this.running++
-      this.admitted++
-      if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight
-      if (this.hub.active) this.emit({ _tag: "Admitted", name: this.name, weight, waited: Duration.zero })
-      return this.run(self, restore, weight, ++this.arrivals)
-    }
+    const seq = this.tryAdmit(weight)
+    if (seq !== 0) return this.run(self, restore, weight, seq)
+    const rejected = this.rejectAtDoor(weight, timeoutMs)
+    if (rejected !== undefined) return rejected
+    const waiter = this.enqueueWaiter(fiber, weight)
+    // Only the wait is interruptible; whatever interrupts it, `settleWaiter`
+    // gives back the place in the queue or the permits granted a moment before.
+    return Effect.flatMap(
+      Effect.onInterrupt(restore(this.wait(waiter, timeoutMs)), () => Effect.sync(() => this.settleWaiter(waiter, undefined))),
+      () => this.run(self, restore, weight, waiter.seq)
+    )
+  }
+
+  /**
+   * The uncontended fast path: admits at once when nothing waits and the
+   * weight fits, returning the call's sequence number, or 0 when the caller
+   * must take the slow path (queue, rejection, deadline).
+   */
+  tryAdmit(weight: number): number {
+    if (this.closed || this.head !== undefined || this.inFlight + weight > this.maxConcurrent) return 0
+    this.inFlight += weight
+    this.running++
+    this.admitted++
+    if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight
+    if (this.hub.active) this.emit({ _tag: "Admitted", name: this.name, weight, waited: Duration.zero })
+    return ++this.arrivals
+  }
+
+  /**
+   * Rejections decided at the door (no wait involved): returns the failure,
+   * or undefined when the call may queue.
+   */
+  rejectAtDoor(weight: number, callTimeoutMs: number): Effect.Effect<never, Bulkhead.BulkheadFull> | undefined {
+    if (this.closed) return this.reject("Closed", 0, weight)
+    if (weight > this.maxConcurrent) return this.reject("Oversized", 0, weight)
     if (this.queued >= this.maxQueue) return this.reject("QueueFull", 0, weight)
-    let waitMs = this.queueTimeoutMs < callTimeoutMs ? this.queueTimeoutMs : callTimeoutMs
-    if (deadline !== undefined && deadline - now < waitMs) waitMs = deadline - now
-    if (waitMs <= 0) return this.reject("QueueTimeout", 0, weight)
-    if (clock === undefined) {
-      clock = fiber.getRef(Clock.Clock)
-      now = clock.currentTimeMillisUnsafe()
-    }
-    const waiter = new Waiter(weight, ++this.arrivals, now, clock, fiber)
+    if ((this.queueTimeoutMs < callTimeoutMs ? this.queueTimeoutMs : callTimeoutMs) <= 0) return this.reject("QueueTimeout", 0, weight)
+    return undefined
+  }
+
+  /** Queues a call that passed `rejectAtDoor`; the caller then waits on `wait(waiter)`. */
+  enqueueWaiter(fiber: Fiber.Fiber<unknown, unknown>, weight: number): Waiter {
+    const clock = fiber.getRef(Clock.Clock)
+    const waiter = new Waiter(weight, ++this.arrivals, clock.currentTimeMillisUnsafe(), clock, fiber)
     this.enqueue(waiter)
-    let waiting: Effect.Effect<void, Bulkhead.BulkheadFull> = Effect.callback<void, Bulkhead.BulkheadFull>((resume) => {
-      // The decision may already have been taken if this fiber yielded
-      // between enqueueing and registering.
+    return waiter
+  }
+
+  wait(waiter: Waiter, callTimeoutMs: number): Effect.Effect<void, Bulkhead.BulkheadFull> {
+    const waiting: Effect.Effect<void, Bulkhead.BulkheadFull> = Effect.callback<void, Bulkhead.BulkheadFull>((resume) => {
       if (waiter.outcome !== undefined) resume(waiter.outcome)
       else waiter.resume = resume
     })
-    if (waitMs !== Infinity) {
-      waiting = Effect.timeoutOrElse(waiting, {
-        duration: waitMs,
-        orElse: () => this.timedOut(waiter)
-      })
+    const waitMs = this.queueTimeoutMs < callTimeoutMs ? this.queueTimeoutMs : callTimeoutMs
+    if (waitMs === Infinity) return waiting
+    return Effect.timeoutOrElse(waiting, { duration: waitMs, orElse: () => this.timedOut(waiter) })
+  }
+
+  /**
+   * The single finalizer of a queued call: gives back its place if it was
+   * still waiting (interrupted), or its permits if it was admitted (`exit`
+   * undefined: interrupted before it could start).
+   */
+  settleWaiter(waiter: Waiter, exit: Exit.Exit<unknown, unknown> | undefined): void {
+    if (waiter.linked) {
+      const wasHead = waiter === this.head
+      this.unlink(waiter)
+      this.cancelled++
+      if (this.drains !== undefined) this.settle(waiter.seq)
+      if (wasHead && this.head !== undefined) this.pump()
+    } else if (waiter.granted) {
+      waiter.granted = false
+      this.release(waiter.weight, waiter.seq, exit)
     }
-    // Only the wait is interruptible; whatever interrupts it, `abandon` gives
-    // back the place in the queue or the permits granted a moment before.
-    waiting = restore(waiting)
-    return Effect.flatMap(
-      Effect.onInterrupt(waiting, () => Effect.sync(() => this.abandon(waiter))),
-      () => this.run(self, restore, weight, waiter.seq)
-    )
   }
 
   private run<A, E, R>(
@@ -278,15 +322,36 @@ export class BulkheadState {
       this.admitted++
       this.admittedAfterWait++
       if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight
-      const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
+      const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - (epochMs + waiter.enqueuedAt))
       this.recordWait(waitedMs)
       waiter.granted = true
-      waiter.outcome = Effect.void
+      waiter.outcome = waiter.onGrant as Effect.Effect<void, Bulkhead.BulkheadFull>
       if (this.hub.active) {
         this.emit({ _tag: "Admitted", name: this.name, weight: waiter.weight, waited: Duration.millis(waitedMs) })
       }
-      waiter.fiber.currentDispatcher.scheduleTask(waiter.wake, 0)
+      this.wake(waiter)
       waiter = next
+    }
+  }
+
+  private woken: Array<Waiter> = []
+
+  /**
+   * Resuming runs the waiter's fiber; doing that from the releasing fiber's
+   * finalizer would nest fibers on the stack, so it goes through the
+   * scheduler: one task per batch rather than one closure per waiter.
+   */
+  private wake(waiter: Waiter): void {
+    this.woken.push(waiter)
+    if (this.woken.length === 1) waiter.fiber.currentDispatcher.scheduleTask(this.wakeAll, 0)
+  }
+
+  private readonly wakeAll = (): void => {
+    const woken = this.woken
+    this.woken = []
+    for (let i = 0; i < woken.length; i++) {
+      const waiter = woken[i]
+      if (waiter.resume !== undefined && waiter.outcome !== undefined) waiter.resume(waiter.outcome)
     }
   }
 
@@ -304,10 +369,10 @@ export class BulkheadState {
    */
   private evict(waiter: Waiter, reason: Reason): void {
     this.unlink(waiter)
-    const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
+    const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - (epochMs + waiter.enqueuedAt))
     waiter.outcome = this.reject(reason, waitedMs, waiter.weight)
     if (this.drains !== undefined) this.settle(waiter.seq)
-    waiter.fiber.currentDispatcher.scheduleTask(waiter.wake, 0)
+    this.wake(waiter)
   }
 
   private timedOut(waiter: Waiter): Effect.Effect<void, Bulkhead.BulkheadFull> {
@@ -317,27 +382,13 @@ export class BulkheadState {
       if (!waiter.linked) return waiter.outcome ?? Effect.void
       const wasHead = waiter === this.head
       this.unlink(waiter)
-      const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - waiter.enqueuedAt)
+      const waitedMs = Math.max(0, waiter.clock.currentTimeMillisUnsafe() - (epochMs + waiter.enqueuedAt))
       const outcome = this.reject("QueueTimeout", waitedMs, waiter.weight)
       waiter.outcome = outcome
       if (this.drains !== undefined) this.settle(waiter.seq)
       if (wasHead && this.head !== undefined) this.pump()
       return outcome
     })
-  }
-
-  /** The waiting fiber was interrupted: give back its place, or its permits if it had just been admitted. */
-  private abandon(waiter: Waiter): void {
-    if (waiter.linked) {
-      const wasHead = waiter === this.head
-      this.unlink(waiter)
-      this.cancelled++
-      if (this.drains !== undefined) this.settle(waiter.seq)
-      if (wasHead && this.head !== undefined) this.pump()
-    } else if (waiter.granted) {
-      waiter.granted = false
-      this.release(waiter.weight, waiter.seq, undefined)
-    }
   }
 
   // ---------------------------------------------------------------------------
