@@ -78,3 +78,29 @@ export { TimeoutExceeded } from "./Timeout.ts"
  * @since 0.1.0
  */
 export * as Retry from "./Retry.ts"
+
+/**
+ * Throughput over time: token bucket, GCRA, fixed and exact sliding windows, FIFO waiting with reservations.
+ *
+ * @since 0.1.0
+ */
+export * as RateLimiter from "./RateLimiter.ts"
+
+/**
+ * One rate limit per key (user, API key, tenant), with a bound on keys with state.
+ *
+ * @since 0.1.0
+ */
+export * as KeyedRateLimiter from "./KeyedRateLimiter.ts"
+
+/**
+ * Where rate limiter state lives: the one-call-per-decision store contract and the in-memory store.
+ *
+ * @since 0.1.0
+ */
+export * as RateLimiterStore from "./RateLimiterStore.ts"
+
+/**
+ * @since 0.1.0
+ */
+export { RateLimited } from "./RateLimiter.ts"
