@@ -34,7 +34,7 @@
  * looked at exactly at probeTimeout, and calls arrive exactly when the open time ends.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { CircuitBreaker, CircuitOpen } from "@bulwark/core"
+import { CircuitBreaker, CircuitBreakerStore, CircuitOpen } from "@bulwark/core"
 import { Cause, Data, Deferred, Duration, Effect, Exit, Fiber, Schedule, Schema } from "effect"
 import * as Arbitrary from "effect/Arbitrary"
 import { TestClock } from "effect/testing"
@@ -407,7 +407,10 @@ const openForOf = (o: Policy["openFor"]): CircuitBreaker.Options["openFor"] => {
   )
 }
 
-const runProgram = (p: Program, reached: Reached) =>
+/** Optionally, where the breaker keeps its circuit (default: its own in-memory store, called in process). */
+type StoreOf = () => CircuitBreakerStore.CircuitBreakerStore
+
+const runProgram = (p: Program, reached: Reached, store?: StoreOf) =>
   Effect.gen(function*() {
     const note = (what: string) => {
       reached[what] = (reached[what] ?? 0) + 1
@@ -419,7 +422,8 @@ const runProgram = (p: Program, reached: Reached) =>
       name: "prop",
       trip,
       openFor: openForOf(p.openFor),
-      halfOpen: { probes: p.probes, successesToClose: p.successesToClose, probeTimeout: Duration.millis(p.probeTimeout) }
+      halfOpen: { probes: p.probes, successesToClose: p.successesToClose, probeTimeout: Duration.millis(p.probeTimeout) },
+      store: store?.()
     })
     const model = new Model(p, note)
     const running: Array<Running> = []
@@ -627,9 +631,9 @@ const backoff: Shape = {
   backoff: true
 }
 
-const property = (name: string, shape: Shape, n: number, mustReach: ReadonlyArray<string>) => {
+const property = (name: string, shape: Shape, n: number, mustReach: ReadonlyArray<string>, store?: StoreOf) => {
   const reached: Reached = {}
-  it.effect.prop(name, { p: program(shape) }, ({ p }) => runProgram(p, reached), { arbitrary: { runs: runs(n), size: 80 } })
+  it.effect.prop(name, { p: program(shape) }, ({ p }) => runProgram(p, reached, store), { arbitrary: { runs: runs(n), size: 80 } })
   it(`${name}: the programs reached ${mustReach.join(", ")}`, () => {
     if (process.env.BULWARK_PROPERTY_REACHED) console.log(name, JSON.stringify(reached))
     // Nothing to say when the property failed before its last run.
@@ -664,4 +668,38 @@ describe("CircuitBreaker properties (random programs against a reference state m
     "closed by probes",
     "reopened by a failed probe"
   ])
+})
+
+/** The in-memory store seen only through its `Effect` operations, as a remote store would be. */
+const effectOnly: StoreOf = () => {
+  const { admit, force, read, record } = CircuitBreakerStore.memory()
+  return CircuitBreakerStore.make({ admit, record, read, force })
+}
+
+describe("CircuitBreaker properties through a store with only the Effect interface (as a remote store)", () => {
+  property("everything, one store call per decision: state, rejections and counters agree with the model", everyday, 300, [
+    "rejected Open",
+    "rejected ProbesBusy",
+    "rejected Isolated",
+    "tripped by consecutive",
+    "tripped by failure rate",
+    "closed by probes",
+    "reopened by a failed probe",
+    "stale closed outcome"
+  ], effectOnly)
+  property("probing, one store call per decision: concurrent, ignored, lost and stale probes agree with the model", probing, 500, [
+    "rejected ProbesBusy",
+    "concurrent probes",
+    "closed by probes",
+    "reopened by a failed probe",
+    "ignored probe",
+    "lost probe",
+    "stale probe outcome"
+  ], effectOnly)
+  property("backoff, one store call per decision: the policy's open times and the backoff reset agree with the model", backoff, 300, [
+    "backoff beyond the first opening",
+    "backoff reset",
+    "closed by probes",
+    "reopened by a failed probe"
+  ], effectOnly)
 })

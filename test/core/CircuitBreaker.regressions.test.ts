@@ -16,7 +16,7 @@ class Boom extends Data.TaggedError("Boom") {}
 
 describe("CircuitBreaker regressions", () => {
   // A time window is ten buckets of windowMs / 10, but the bucket is clamped to at least 1 ms
-  // (internal/circuitBreaker.ts, TimeWindow constructor: `Math.max(1, windowMs / BUCKETS)`), so
+  // (internal/circuitBreakerStore.ts, TimeWindow constructor: `Math.max(1, windowMs / BUCKETS)`), so
   // a window shorter than 10 ms keeps outcomes for 10 ms: "5 millis" keeps them twice as long
   // as asked, against the documented "outcomes leave between 90% and 100% of the window after
   // they were recorded". A zero window ("0 seconds") is accepted too and behaves as 10 ms

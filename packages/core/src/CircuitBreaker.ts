@@ -29,6 +29,9 @@
  *   defect is a `Failure`, success is `Success`, interruption is `Ignored`.
  * - With `keys`, one breaker holds one circuit per key (host, tenant) with the
  *   same policy, at most `maxKeys` of them, idle ones reclaimed lazily.
+ * - Circuits live in a `CircuitBreakerStore` (default: an in-memory store of
+ *   the breaker's own). Every decision is one store call, so a remote store
+ *   can share circuits between processes; see `CircuitBreakerStore`.
  *
  * **Gotchas**
  *
@@ -36,7 +39,9 @@
  *   `CircuitOpen.retryAfter` (Bulwark's `Retry` does); put the call's own
  *   timeout *inside* it so it sees one outcome per call.
  * - Admission, recording and rejection are synchronous and O(1) (a sliding
- *   count window is a ring, a time window ten buckets): no fiber, no lock.
+ *   count window is a ring, a time window ten buckets): no fiber, no lock,
+ *   with the in-memory store. A store with only `Effect` operations costs
+ *   one `admit` and one `record` call per guarded call.
  *
  * **Example** (Failing fast while a dependency is down)
  *
@@ -63,7 +68,9 @@ import { Clock, Duration, Effect, Exit, Layer, Schedule, Schema, Scope } from "e
 import * as Context from "effect/Context"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
+import * as Store from "./CircuitBreakerStore.ts"
 import * as internal from "./internal/circuitBreaker.ts"
+import { needsTimeWhenClosed } from "./internal/circuitBreakerStore.ts"
 import { decodeOptions, DurationInput, DurationText, Name, PositiveInt } from "./internal/options.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 
@@ -238,6 +245,9 @@ export const Options = Schema.Struct({
     maxKeys: PositiveInt,
     idleTimeToLive: Schema.optionalKey(DurationInput),
     exposeKeys: Schema.optionalKey(Schema.Boolean)
+  })),
+  store: Schema.optional(Schema.declare(Store.isCircuitBreakerStore, {
+    expected: "a CircuitBreakerStore (CircuitBreakerStore.memory or CircuitBreakerStore.make)"
   }))
 })
 
@@ -255,7 +265,9 @@ export interface Options {
    * delay is the open time of the n-th consecutive opening (cap it, e.g.
    * `Schedule.exponential("1 second").pipe(Schedule.modifyDelay(({ duration }) =>
    * Effect.succeed(Duration.min(duration, Duration.minutes(1)))))`).
-   * The schedule's delays are computed once per opening count and reused.
+   * The schedule's delays are computed once, when the breaker is made (for at
+   * most 64 openings; later ones reuse the last delay), so that a store
+   * receives them as plain numbers.
    */
   readonly openFor: Duration.Input | Schedule.Schedule<unknown, unknown>
   readonly halfOpen?: {
@@ -270,13 +282,20 @@ export interface Options {
   readonly classify?: ((exit: Exit.Exit<unknown, unknown>) => Outcome) | undefined
   /** One circuit per key (host, tenant): every call then passes `{ key }` to `guard`. */
   readonly keys?: {
-    /** Most circuits alive at once. */
+    /** Most circuits alive at once (in the breaker's own store). */
     readonly maxKeys: number
-    /** A circuit idle this long (and not open) is reclaimed; default 10 minutes. */
+    /** A circuit idle this long (and not open) is reclaimed; default 10 minutes (in the breaker's own store). */
     readonly idleTimeToLive?: Duration.Input | undefined
     /** Put keys in errors, state reads and events; default false. */
     readonly exposeKeys?: boolean | undefined
   } | undefined
+  /**
+   * Where the circuits live; default a fresh `CircuitBreakerStore.memory()`
+   * owned by this breaker (bounded by `keys.maxKeys` and
+   * `keys.idleTimeToLive`). A store given here is bounded by its own options
+   * and keys the circuits `name` (plain) or `name:key` (keyed).
+   */
+  readonly store?: Store.CircuitBreakerStore | undefined
 }
 
 /**
@@ -367,172 +386,223 @@ export type Event =
   | { readonly _tag: "Recorded"; readonly name: string; readonly outcome: Outcome }
   | { readonly _tag: "Rejected"; readonly name: string; readonly reason: CircuitOpen["reason"] }
 
+const stateOfReason: Record<CircuitOpen["reason"], "Open" | "HalfOpen" | "Isolated"> = {
+  Open: "Open",
+  ProbesBusy: "HalfOpen",
+  Isolated: "Isolated"
+}
+
+const reasonOfCode = (code: number): CircuitOpen["reason"] =>
+  code === Store.REJECT_OPEN ? "Open" : code === Store.REJECT_PROBES_BUSY ? "ProbesBusy" : "Isolated"
+
 class BreakerImpl {
   readonly counters = new internal.Counters()
-  readonly single: internal.Circuit | undefined
-  readonly circuits: Map<string, internal.Circuit> | undefined
-  reclaimed = 0
   readonly name: string
-  readonly policy: internal.Policy
+  readonly policy: Store.Policy
   readonly classify: (exit: Exit.Exit<unknown, unknown>) => Outcome
-  readonly maxKeys: number
-  readonly idleTtlMs: number
+  readonly keyed: boolean
   readonly exposeKeys: boolean
+  /** Recording in Closed state needs the call's start time (a time window or a slow-call policy). */
   readonly needsTime: boolean
+  readonly store: Store.CircuitBreakerStore
+  /** The store's synchronous side, when its circuits live in this process: the hot path calls it directly. */
+  readonly local: Store.InProcess | undefined
+  /** The breaker's own store keys circuits by the caller's key; a store given in the options by `name:key`. */
+  readonly ownStore: boolean
+  private readonly prefix: string
+  /** The plain breaker's circuit in an in-process store, looked up once (again only if the store dropped it). */
+  single: Store.LocalCircuit | undefined
+  /** The state last seen through a store without `inProcess`, for the state gauge. */
+  lastState: State = "Closed"
 
   constructor(
-    policy: internal.Policy,
+    name: string,
+    policy: Store.Policy,
     classify: (exit: Exit.Exit<unknown, unknown>) => Outcome,
-    keys: { readonly maxKeys: number; readonly idleTtlMs: number; readonly exposeKeys: boolean } | undefined,
+    keys: { readonly exposeKeys: boolean } | undefined,
+    store: Store.CircuitBreakerStore,
+    ownStore: boolean,
     now: number
   ) {
-    this.name = policy.name
+    this.name = name
     this.policy = policy
     this.classify = classify
-    this.maxKeys = keys?.maxKeys ?? 1
-    this.idleTtlMs = keys?.idleTtlMs ?? Infinity
+    this.keyed = keys !== undefined
     this.exposeKeys = keys?.exposeKeys ?? false
-    this.needsTime = policy.needsTimeWhenClosed
-    if (keys === undefined) this.single = new internal.Circuit(policy, undefined, now)
-    else this.circuits = new Map()
-    this.singleTransition = this.single === undefined ? undefined : this.onTransition(this.single)
+    this.needsTime = needsTimeWhenClosed(policy)
+    this.store = store
+    this.local = store.inProcess
+    this.ownStore = ownStore
+    this.prefix = `${name}:`
+    if (!this.keyed && this.local !== undefined) this.single = this.local.circuit(name, policy, now)
   }
 
-  readonly onTransition = (circuit: internal.Circuit) => (from: State, to: State, at: number): void => {
+  /** The circuit's key in the store. */
+  storeKey(key: string | undefined): string {
+    return key === undefined ? this.name : this.ownStore ? key : this.prefix + key
+  }
+
+  /** Counts a transition, and reports it to listeners. */
+  readonly onTransition = (key: string | undefined) => (from: State, to: State, at: number): void => {
     const counters = this.counters
     counters.transitions++
     if (to === "Open") counters.openings++
+    this.lastState = to
     if (counters.hub.active) {
-      counters.hub.emit({ _tag: "Transition", name: this.name, key: this.exposeKeys ? circuit.key : undefined, from, to, at })
+      counters.hub.emit({ _tag: "Transition", name: this.name, key: this.exposeKeys ? key : undefined, from, to, at })
     }
   }
 
-  private readonly singleTransition: ((from: State, to: State, at: number) => void) | undefined
+  /** Transitions of circuits whose key is not shown (plain breakers, keys not exposed). */
+  readonly hiddenTransition = this.onTransition(undefined)
 
-  transitionsOf(circuit: internal.Circuit): (from: State, to: State, at: number) => void {
-    return circuit === this.single ? this.singleTransition! : this.onTransition(circuit)
+  transitionsOf(key: string | undefined): (from: State, to: State, at: number) => void {
+    return key === undefined || !this.exposeKeys ? this.hiddenTransition : this.onTransition(key)
   }
 
-  /** The circuit for a key, created on demand; LRU order is kept by re-insertion. */
-  circuit(key: string, now: number): internal.Circuit {
-    const circuits = this.circuits!
-    const found = circuits.get(key)
-    if (found !== undefined) {
-      circuits.delete(key)
-      circuits.set(key, found)
-      found.lastActivity = now
-      return found
-    }
-    this.reclaim(now)
-    const circuit = new internal.Circuit(this.policy, key, now)
-    circuits.set(key, circuit)
-    return circuit
+  observe(transition: Store.Transition | undefined, key: string | undefined): void {
+    if (transition !== undefined) this.transitionsOf(key)(transition.from, transition.to, transition.at)
   }
 
-  /**
-   * A keyed call finished: the circuit becomes the most recently used, so that
-   * the LRU order of the map is the order of last activity and reclaiming can
-   * stop at the first circuit that is still fresh.
-   */
-  completed(circuit: internal.Circuit, now: number): void {
-    circuit.running--
-    circuit.lastActivity = now
-    const circuits = this.circuits!
-    if (circuit.key !== undefined && circuits.get(circuit.key) === circuit) {
-      circuits.delete(circuit.key)
-      circuits.set(circuit.key, circuit)
+  /** The in-process circuit of a call, created on demand and marked as used. */
+  circuitFor(key: string | undefined, now: number): Store.LocalCircuit {
+    if (key === undefined) {
+      const single = this.single
+      if (single !== undefined && !single.dropped) return single
+      return this.single = this.local!.circuit(this.name, this.policy, now)
     }
+    return this.local!.circuit(this.storeKey(key), this.policy, now)
   }
 
-  /**
-   * Reclaims circuits idle past the TTL (an Open circuit only once its open
-   * time has passed), then, at `maxKeys`, the least recently used circuit
-   * that has no probe running. Runs on the caller's fiber, O(reclaimed).
-   */
-  private reclaim(now: number): void {
-    const circuits = this.circuits!
-    for (const [key, circuit] of circuits) {
-      if (!circuit.idle) continue
-      if (now - circuit.lastActivity < this.idleTtlMs) break
-      if (circuit.state === "Open" && now < circuit.openUntil) continue
-      circuits.delete(key)
-      this.reclaimed++
-    }
-    if (circuits.size < this.maxKeys) return
-    for (const [key, circuit] of circuits) {
-      if (circuit.idle) {
-        circuits.delete(key)
-        this.reclaimed++
-        return
-      }
-    }
-    // Every circuit has a probe running: evict the least recently used anyway;
-    // its probes' late reports will find no circuit and change nothing.
-    const oldest = circuits.keys().next().value
-    if (oldest !== undefined) {
-      circuits.delete(oldest)
-      this.reclaimed++
-    }
+  /** The in-process circuit of a key if it exists, without creating it or marking it used. */
+  findCircuit(key: string | undefined): Store.LocalCircuit | undefined {
+    if (key === undefined && this.single !== undefined && !this.single.dropped) return this.single
+    return this.local!.find(this.storeKey(key))
   }
 
-  reject(circuit: internal.Circuit, code: number, now: number): Effect.Effect<never, CircuitOpen> {
-    const reason: CircuitOpen["reason"] = code === internal.REJECT_OPEN
-      ? "Open"
-      : code === internal.REJECT_PROBES_BUSY
-      ? "ProbesBusy"
-      : "Isolated"
+  /** Keys of the live circuits, least recently used first (the caller's keys). */
+  liveKeys(): ReadonlyArray<string> {
+    const local = this.local
+    if (local === undefined || !this.keyed) return []
+    if (this.ownStore) return Array.from(local.keys())
+    const prefix = this.prefix
+    return local.keys().filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length))
+  }
+
+  /** Live circuits: 1 for a plain breaker; for a keyed one, those an in-process store holds. */
+  circuitCount(): number {
+    if (!this.keyed) return 1
+    if (this.local === undefined) return 0
+    return this.ownStore ? this.local.size() : this.liveKeys().length
+  }
+
+  reject(key: string | undefined, reason: CircuitOpen["reason"], retryAfterMs: number): Effect.Effect<never, CircuitOpen> {
     this.counters.rejected[reason]++
     if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Rejected", name: this.name, reason })
-    const state = reason === "Open" ? "Open" : reason === "ProbesBusy" ? "HalfOpen" : "Isolated"
     return Effect.fail(
-      internal.fastOpenError(
-        this.name,
-        this.exposeKeys ? circuit.key : undefined,
-        reason,
-        state,
-        circuit.retryAfterMs(now)
-      )
+      internal.fastOpenError(this.name, this.exposeKeys ? key : undefined, reason, stateOfReason[reason], retryAfterMs)
     )
   }
 
+  private count(outcome: Outcome): void {
+    const counters = this.counters
+    if (outcome === "Success") counters.successes++
+    else if (outcome === "Failure") counters.failures++
+    else counters.ignored++
+  }
+
   /**
-   * One call. Its finalizer is on the fiber's stack before `admit` runs, so
-   * no interruption can fall between taking a permit (a half-open probe slot)
-   * and registering the outcome that gives it back: no interruption mask, and
-   * one finalizer for every exit. A circuit that is open with time to go
-   * rejects before any of that: a rejection holds nothing.
+   * One call on an in-process circuit. Its finalizer is on the fiber's stack
+   * before `admit` runs, so no interruption can fall between taking a permit
+   * (a half-open probe slot) and registering the outcome that gives it back:
+   * no interruption mask, and one finalizer for every exit. A circuit that
+   * is open with time to go rejects before any of that: a rejection holds
+   * nothing.
    */
-  run<A, E, R>(clock: Clock.Clock, circuit: internal.Circuit, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> {
+  run<A, E, R>(
+    clock: Clock.Clock,
+    circuit: Store.LocalCircuit,
+    key: string | undefined,
+    self: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | CircuitOpen, R> {
     if (circuit.state === "Open" || circuit.state === "Isolated") {
       const now = clock.currentTimeMillisUnsafe()
-      if (circuit.state === "Isolated") return this.reject(circuit, internal.REJECT_ISOLATED, now)
-      if (now < circuit.openUntil) return this.reject(circuit, internal.REJECT_OPEN, now)
+      if (circuit.state === "Isolated") return this.reject(key, "Isolated", circuit.retryAfterMs(now))
+      if (now < circuit.openUntil) return this.reject(key, "Open", circuit.retryAfterMs(now))
     }
-    const onTransition = this.transitionsOf(circuit)
-    const keyed = this.circuits !== undefined
-    let permit = internal.PASS
+    const onTransition = this.transitionsOf(key)
+    let permit = Store.PASS as number
     let startedAt = 0
     return Effect.onExitPrimitive(
       Effect.suspend((): Effect.Effect<A, E | CircuitOpen, R> => {
         const admitted = circuit.admit(clock, onTransition)
-        if (admitted === internal.PASS) return self
-        if (admitted < 0) return this.reject(circuit, admitted, clock.currentTimeMillisUnsafe())
+        if (admitted === Store.PASS) return self
+        if (admitted < 0) {
+          return this.reject(key, reasonOfCode(admitted), circuit.retryAfterMs(clock.currentTimeMillisUnsafe()))
+        }
         permit = admitted
         if (this.needsTime || circuit.state === "HalfOpen") startedAt = clock.currentTimeMillisUnsafe()
-        if (keyed) circuit.running++
         return self
       }),
       (exit) => {
         if (permit < 0) return undefined
-        if (keyed) this.completed(circuit, clock.currentTimeMillisUnsafe())
         const outcome = this.classify(exit)
-        const counters = this.counters
-        if (outcome === "Success") counters.successes++
-        else if (outcome === "Failure") counters.failures++
-        else counters.ignored++
+        this.count(outcome)
         circuit.record(permit, outcome, startedAt, clock, onTransition)
-        if (counters.hub.active) counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
+        if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
         return undefined
+      }
+    )
+  }
+
+  /**
+   * One call through a store's `Effect` operations (a remote store). Still
+   * finalizer-first: the finalizer is on the stack before `admit` runs, and
+   * `admit` runs uninterruptibly up to the moment its permit is kept, so an
+   * interrupted call always reports the permit it took.
+   */
+  runThroughStore<A, E, R>(
+    clock: Clock.Clock,
+    key: string | undefined,
+    self: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | CircuitOpen, R> {
+    const store = this.store
+    const storeKey = this.storeKey(key)
+    let permit = -1
+    let startedAt = 0
+    return Effect.onExitPrimitive(
+      Effect.flatMap(
+        Effect.uninterruptible(Effect.suspend(() =>
+          Effect.map(store.admit(storeKey, this.policy, clock.currentTimeMillisUnsafe()), (admission) => {
+            switch (admission._tag) {
+              case "Admitted":
+                permit = admission.permit
+                startedAt = clock.currentTimeMillisUnsafe()
+                this.observe(admission.transition, key)
+                this.lastState = admission.probe ? "HalfOpen" : "Closed"
+                break
+              case "Rejected":
+                this.observe(admission.transition, key)
+                this.lastState = stateOfReason[admission.reason]
+                break
+              case "Pass":
+                this.lastState = "Disabled"
+            }
+            return admission
+          })
+        )),
+        (admission): Effect.Effect<A, E | CircuitOpen, R> =>
+          admission._tag === "Rejected" ? this.reject(key, admission.reason, admission.retryAfterMs) : self
+      ),
+      (exit) => {
+        if (permit < 0) return undefined
+        const outcome = this.classify(exit)
+        this.count(outcome)
+        const now = clock.currentTimeMillisUnsafe()
+        return Effect.map(store.record(storeKey, this.policy, permit, outcome, now - startedAt, now), (transition) => {
+          this.observe(transition, key)
+          if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
+        })
       }
     )
   }
@@ -556,7 +626,7 @@ export const isCircuitBreaker = (u: unknown): u is CircuitBreaker => typeof u ==
 
 const decode = decodeOptions("CircuitBreaker", Options)
 
-const toSpec = (policy: typeof TripPolicy.Type): internal.TripSpec => {
+const toSpec = (policy: typeof TripPolicy.Type): Store.TripSpec => {
   const window = (w: number | Duration.Duration) =>
     typeof w === "number"
       ? { windowCalls: w, windowMs: undefined }
@@ -582,32 +652,39 @@ const toSpec = (policy: typeof TripPolicy.Type): internal.TripSpec => {
   }
 }
 
+/** Openings whose open time is computed from a Schedule; later ones reuse the last. */
+const MAX_OPENINGS = 64
+
 /**
- * The open time of the n-th consecutive opening. A Schedule is stepped once
- * per opening count, in the creating fiber's context, and its delays cached;
- * once the schedule ends its last delay is reused.
+ * The open times of the 1st, 2nd, ... consecutive opening, as the store's
+ * plain array. A Schedule is stepped once per opening count when the breaker
+ * is made, in the creating fiber (so a jittered schedule is jittered once),
+ * as if each opening came right after the previous open time; it stops when
+ * the schedule ends or after `MAX_OPENINGS` steps, and repeated trailing
+ * delays are kept once (the store reuses the last one).
  */
 const openTimes = (
   openFor: Duration.Duration | Schedule.Schedule<unknown, unknown>,
-  context: Context.Context<never>
-): ((opening: number, now: number) => number) => {
-  if (Duration.isDuration(openFor)) {
-    const ms = Duration.toMillis(openFor)
-    return () => ms
-  }
-  const delays: Array<number> = []
-  let step: ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>) | undefined
-  let ended = false
-  return (opening, now) => {
-    while (delays.length < opening && !ended) {
-      step ??= Effect.runSync(Effect.provideContext(Schedule.toStep(openFor) as any, context)) as any
-      const exit = Effect.runSyncExit(Effect.provideContext(step!(now, delays.length), context))
-      if (Exit.isSuccess(exit)) delays.push(Duration.toMillis(exit.value[1]))
-      else ended = true
+  now: number
+): Effect.Effect<ReadonlyArray<number>> => {
+  if (Duration.isDuration(openFor)) return Effect.succeed([Duration.toMillis(openFor)])
+  return Effect.gen(function*() {
+    const step = (yield* (Schedule.toStep(openFor) as Effect.Effect<any>)) as (
+      now: number,
+      input: unknown
+    ) => Effect.Effect<[unknown, Duration.Duration], unknown>
+    const delays: Array<number> = []
+    let at = now
+    while (delays.length < MAX_OPENINGS) {
+      const exit = yield* Effect.exit(step(at, delays.length))
+      if (Exit.isFailure(exit)) break
+      const ms = Duration.toMillis(exit.value[1])
+      delays.push(ms)
+      at += ms
     }
-    if (delays.length === 0) return 0
-    return delays[Math.min(opening, delays.length) - 1]
-  }
+    while (delays.length > 1 && delays[delays.length - 1] === delays[delays.length - 2]) delays.pop()
+    return delays.length === 0 ? [0] : delays
+  })
 }
 
 /**
@@ -621,56 +698,66 @@ const openTimes = (
 export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOptions, Scope.Scope> =>
   Effect.flatMap(decode(options), (decoded) =>
     Effect.withFiber((fiber) => {
-      const trips = (Array.isArray(decoded.trip) ? decoded.trip : [decoded.trip]).map(toSpec)
-      const policy: internal.Policy = {
-        name: decoded.name,
-        trips,
-        openForMs: openTimes(decoded.openFor as Duration.Duration | Schedule.Schedule<unknown, unknown>, fiber.context),
-        probes: decoded.halfOpen?.probes ?? 1,
-        successesToClose: decoded.halfOpen?.successesToClose ?? 1,
-        probeTimeoutMs: decoded.halfOpen?.probeTimeout === undefined
-          ? 60_000
-          : Duration.toMillis(decoded.halfOpen.probeTimeout),
-        needsTimeWhenClosed: trips.some((t) => t._tag !== "Consecutive" && (t._tag === "SlowCalls" || t.windowMs !== undefined)),
-        reclaimable: decoded.keys !== undefined
-      }
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const keys = decoded.keys === undefined ? undefined : {
-        maxKeys: decoded.keys.maxKeys,
-        idleTtlMs: decoded.keys.idleTimeToLive === undefined ? 600_000 : Duration.toMillis(decoded.keys.idleTimeToLive),
-        exposeKeys: decoded.keys.exposeKeys ?? false
-      }
-      const impl = new BreakerImpl(
-        policy,
-        (decoded.classify as ((exit: Exit.Exit<unknown, unknown>) => Outcome) | undefined) ?? internal.defaultClassify,
-        keys,
-        now
-      )
-      const registrations = internal.registerMetrics(
-        fiber.context,
-        impl.name,
-        impl.counters,
-        impl.single === undefined ? undefined : (now) => {
-          // A lost probe is noticed lazily: read as a state read would.
-          impl.single!.refresh(now, impl.transitionsOf(impl.single!))
-          return impl.single!.state
-        },
-        () => impl.circuits?.size ?? 1
-      )
-      const self: CircuitBreaker = Object.assign(Object.create(BreakerProto), {
-        name: impl.name,
-        keyed: keys !== undefined,
-        impl
+      const openFor = decoded.openFor as Duration.Duration | Schedule.Schedule<unknown, unknown>
+      return Effect.flatMap(openTimes(openFor, now), (openForMs) => {
+        const trips = (Array.isArray(decoded.trip) ? decoded.trip : [decoded.trip]).map(toSpec)
+        const policy: Store.Policy = {
+          trips,
+          openForMs,
+          probes: decoded.halfOpen?.probes ?? 1,
+          successesToClose: decoded.halfOpen?.successesToClose ?? 1,
+          probeTimeoutMs: decoded.halfOpen?.probeTimeout === undefined
+            ? 60_000
+            : Duration.toMillis(decoded.halfOpen.probeTimeout)
+        }
+        const keys = decoded.keys === undefined ? undefined : {
+          maxKeys: decoded.keys.maxKeys,
+          idleTimeToLive: decoded.keys.idleTimeToLive ?? Duration.minutes(10),
+          exposeKeys: decoded.keys.exposeKeys ?? false
+        }
+        const given = decoded.store as Store.CircuitBreakerStore | undefined
+        // A plain breaker's own store holds one circuit: no bound to keep, nothing to reclaim.
+        const store = given ?? Store.memory(
+          keys === undefined
+            ? { maxKeys: 1, idleTimeToLive: Duration.infinity }
+            : { maxKeys: keys.maxKeys, idleTimeToLive: keys.idleTimeToLive }
+        )
+        const impl = new BreakerImpl(
+          decoded.name,
+          policy,
+          (decoded.classify as ((exit: Exit.Exit<unknown, unknown>) => Outcome) | undefined) ?? internal.defaultClassify,
+          keys,
+          store,
+          given === undefined,
+          now
+        )
+        const registrations = internal.registerMetrics(
+          fiber.context,
+          impl.name,
+          impl.counters,
+          impl.keyed ? undefined : (now) =>
+            // A lost probe is noticed lazily: read as a state read would.
+            impl.local === undefined
+              ? impl.lastState
+              : impl.circuitFor(undefined, now).refresh(now, impl.hiddenTransition),
+          () => impl.circuitCount()
+        )
+        const self: CircuitBreaker = Object.assign(Object.create(BreakerProto), {
+          name: impl.name,
+          keyed: impl.keyed,
+          impl
+        })
+        return Effect.as(
+          Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              for (const registration of registrations) registration.remove()
+              impl.counters.hub.end()
+            })
+          ),
+          self
+        )
       })
-      return Effect.as(
-        Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            for (const registration of registrations) registration.remove()
-            impl.counters.hub.end()
-          })
-        ),
-        self
-      )
     }))
 
 /**
@@ -710,9 +797,6 @@ const keyMismatch = (breaker: CircuitBreaker, key: string | undefined): Effect.E
   return undefined
 }
 
-const circuitOf = (impl: BreakerImpl, key: string | undefined, now: number): internal.Circuit =>
-  impl.single ?? impl.circuit(key!, now)
-
 const compileGuard = <I>(
   breaker: CircuitBreakerOrKey<I>,
   options: GuardOptions | undefined
@@ -722,10 +806,16 @@ const compileGuard = <I>(
     const mismatch = keyMismatch(resolved, key)
     if (mismatch !== undefined) return mismatch
     const impl = resolved.impl
+    if (impl.local === undefined) {
+      return Effect.withFiber((fiber) => impl.runThroughStore(fiber.getRef(Clock.Clock), key, self))
+    }
     return Effect.withFiber((fiber) => {
       const clock = fiber.getRef(Clock.Clock)
-      const circuit = impl.single ?? impl.circuit(key!, clock.currentTimeMillisUnsafe())
-      return impl.run(clock, circuit, self)
+      const single = impl.single
+      const circuit = single !== undefined && !single.dropped
+        ? single
+        : impl.circuitFor(key, clock.currentTimeMillisUnsafe())
+      return impl.run(clock, circuit, key, self)
     })
   }
   if (isCircuitBreaker(breaker)) return (self) => admit(breaker, self)
@@ -788,19 +878,24 @@ export interface StateInfo {
   readonly probing: number
 }
 
-const readCircuit = <I, A>(
+const withCircuit = <I, A>(
   breaker: CircuitBreakerOrKey<I>,
   key: string | undefined,
-  f: (impl: BreakerImpl, circuit: internal.Circuit | undefined, now: number) => A
+  f: (impl: BreakerImpl, now: number) => Effect.Effect<A>
 ): Effect.Effect<A, never, I> =>
   withBreaker(breaker, (b) =>
     Effect.withFiber((fiber) => {
       const mismatch = keyMismatch(b, key)
       if (mismatch !== undefined) return mismatch
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const circuit = b.impl.single ?? b.impl.circuits!.get(key!)
-      return Effect.succeed(f(b.impl, circuit, now))
+      return f(b.impl, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe())
     }))
+
+const toStateInfo = (info: Store.CircuitInfo): StateInfo => ({
+  state: info.state,
+  retryAfter: info.retryAfterMs === Infinity ? Duration.infinity : Duration.millis(info.retryAfterMs),
+  consecutiveOpenings: info.consecutiveOpenings,
+  probing: info.probing
+})
 
 /**
  * Reads the state of the breaker's circuit (or of `key`'s circuit).
@@ -809,32 +904,33 @@ const readCircuit = <I, A>(
  * @category observability
  */
 export const state = <I = never>(breaker: CircuitBreakerOrKey<I>, key?: string): Effect.Effect<StateInfo, never, I> =>
-  readCircuit(breaker, key, (impl, circuit, now) => {
-    if (circuit === undefined) {
-      return { state: "Closed", retryAfter: Duration.zero, consecutiveOpenings: 0, probing: 0 }
+  withCircuit(breaker, key, (impl, now) => {
+    if (impl.local !== undefined) {
+      const circuit = impl.findCircuit(key)
+      if (circuit === undefined) {
+        return Effect.succeed({ state: "Closed", retryAfter: Duration.zero, consecutiveOpenings: 0, probing: 0 })
+      }
+      return Effect.succeed(toStateInfo(circuit.read(now, impl.transitionsOf(key))))
     }
-    circuit.refresh(now, impl.transitionsOf(circuit))
-    const retryAfter = circuit.retryAfterMs(now)
-    return {
-      state: circuit.state,
-      retryAfter: retryAfter === Infinity ? Duration.infinity : Duration.millis(retryAfter),
-      consecutiveOpenings: circuit.consecutiveOpenings,
-      probing: circuit.probes.length
-    }
+    return Effect.map(impl.store.read(impl.storeKey(key), impl.policy, now), (reading) => {
+      impl.observe(reading.transition, key)
+      if (key === undefined) impl.lastState = reading.state
+      return toStateInfo(reading)
+    })
   })
 
 const force = (to: "Isolated" | "Disabled" | "Closed") =>
 <I = never>(breaker: CircuitBreakerOrKey<I>, key?: string): Effect.Effect<void, never, I> =>
-  withBreaker(breaker, (b) =>
-    Effect.withFiber((fiber) => {
-      const mismatch = keyMismatch(b, key)
-      if (mismatch !== undefined) return mismatch
-      const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      const circuit = circuitOf(b.impl, key, now)
-      const from = circuit.force(to, now)
-      if (from !== circuit.state) b.impl.transitionsOf(circuit)(from, circuit.state, now)
+  withCircuit(breaker, key, (impl, now) => {
+    if (impl.local !== undefined) {
+      impl.circuitFor(key, now).force(to, now, impl.transitionsOf(key))
       return Effect.void
-    }))
+    }
+    return Effect.map(impl.store.force(impl.storeKey(key), impl.policy, to, now), (transition) => {
+      impl.observe(transition, key)
+      if (key === undefined) impl.lastState = to
+    })
+  })
 
 /**
  * Rejects every call (reason `Isolated`) until {@link reset}: for planned
@@ -920,9 +1016,13 @@ export interface Snapshot {
   readonly rejected: Readonly<Record<CircuitOpen["reason"], number>>
   readonly transitions: number
   readonly openings: number
-  /** Live circuits (1 for a plain breaker). */
+  /**
+   * Live circuits: 1 for a plain breaker; for a keyed one, its circuits in an
+   * in-process store, 0 with a store that has only `Effect` operations (the
+   * store keeps them).
+   */
   readonly circuits: number
-  /** Keyed circuits reclaimed so far. */
+  /** Keyed circuits reclaimed so far (by an in-process store; a store shared by breakers counts all of them). */
   readonly reclaimed: number
 }
 
@@ -934,19 +1034,30 @@ export const stats = <I = never>(breaker: CircuitBreakerOrKey<I>): Effect.Effect
   withBreaker(breaker, ({ impl }) =>
     Effect.withFiber((fiber) => {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      if (impl.single !== undefined) impl.single.refresh(now, impl.transitionsOf(impl.single))
-      const c = impl.counters
-      return Effect.succeed({
-        name: impl.name,
-        state: impl.single?.state,
-        successes: c.successes,
-        failures: c.failures,
-        ignored: c.ignored,
-        rejected: { ...c.rejected },
-        transitions: c.transitions,
-        openings: c.openings,
-        circuits: impl.single !== undefined ? 1 : impl.circuits!.size,
-        reclaimed: impl.reclaimed
+      const snapshot = (state: State | undefined): Snapshot => {
+        const c = impl.counters
+        return {
+          name: impl.name,
+          state,
+          successes: c.successes,
+          failures: c.failures,
+          ignored: c.ignored,
+          rejected: { ...c.rejected },
+          transitions: c.transitions,
+          openings: c.openings,
+          circuits: impl.circuitCount(),
+          reclaimed: impl.keyed && impl.local !== undefined ? impl.local.reclaimed() : 0
+        }
+      }
+      if (impl.keyed) return Effect.succeed(snapshot(undefined))
+      if (impl.local !== undefined) {
+        // Brought up to date first, as a state read would (a lost probe reopens the circuit).
+        return Effect.succeed(snapshot(impl.circuitFor(undefined, now).refresh(now, impl.hiddenTransition)))
+      }
+      return Effect.map(impl.store.read(impl.name, impl.policy, now), (reading) => {
+        impl.observe(reading.transition, undefined)
+        impl.lastState = reading.state
+        return snapshot(reading.state)
       })
     }))
 
@@ -958,5 +1069,4 @@ export const stats = <I = never>(breaker: CircuitBreakerOrKey<I>): Effect.Effect
  * @category observability
  */
 export const keys = <I = never>(breaker: CircuitBreakerOrKey<I>): Effect.Effect<ReadonlyArray<string>, never, I> =>
-  withBreaker(breaker, ({ impl }) =>
-    Effect.sync(() => impl.circuits !== undefined && impl.exposeKeys ? Array.from(impl.circuits.keys()) : []))
+  withBreaker(breaker, ({ impl }) => Effect.sync(() => impl.exposeKeys ? impl.liveKeys() : []))

@@ -104,3 +104,10 @@ export * as RateLimiterStore from "./RateLimiterStore.ts"
  * @since 0.1.0
  */
 export { RateLimited } from "./RateLimiter.ts"
+
+/**
+ * Where circuit breaker state lives: the one-call-per-decision store contract and the in-memory store.
+ *
+ * @since 0.1.0
+ */
+export * as CircuitBreakerStore from "./CircuitBreakerStore.ts"
