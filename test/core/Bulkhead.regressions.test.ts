@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Bulkhead } from "@bulwark/core"
 import { Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 5; i++) yield* Effect.yieldNow
@@ -46,5 +47,21 @@ describe("Bulkhead: evicting several waiters at once", () => {
       assert.strictEqual(s.admitted, 1)
       assert.strictEqual(s.rejected.Closed, 2)
       yield* Fiber.interrupt(running)
+    }))
+
+  it.effect("one guarded effect run several times at once holds and releases a permit per run", () =>
+    Effect.gen(function*() {
+      const b = yield* Bulkhead.make({ name: "shared-effect", maxConcurrent: 2, maxQueue: 5 })
+      const call = Effect.sleep("10 millis").pipe(Bulkhead.guard(b))
+      const all = yield* Effect.forkChild(Effect.all([call, call, call, call], { concurrency: 4 }))
+      yield* settle
+      let s = yield* Bulkhead.stats(b)
+      assert.deepStrictEqual([s.inFlight, s.queued], [2, 2])
+      yield* TestClock.adjust("10 millis")
+      yield* settle
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(all)
+      s = yield* Bulkhead.stats(b)
+      assert.deepStrictEqual([s.inFlight, s.queued, s.admitted, s.completed], [0, 0, 4, 4])
     }))
 })

@@ -9,7 +9,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { CircuitBreaker } from "@bulwark/core"
-import { Data, Effect } from "effect"
+import { Data, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 
 class Boom extends Data.TaggedError("Boom") {}
@@ -32,6 +32,25 @@ describe("CircuitBreaker regressions", () => {
       yield* TestClock.adjust(5)
       yield* Effect.exit(Effect.void.pipe(CircuitBreaker.guard(b)))
       // actual: Open (the failure at 0 ms still counts at 5 ms, and until 10 ms)
+      assert.strictEqual((yield* CircuitBreaker.state(b)).state, "Closed")
+    }))
+
+  it.effect("one guarded effect run twice at once keeps a permit per run (two probes, both recorded)", () =>
+    Effect.gen(function*() {
+      const b = yield* CircuitBreaker.make({
+        name: "twice",
+        trip: CircuitBreaker.consecutive(1),
+        openFor: "1 second",
+        halfOpen: { probes: 2, successesToClose: 2 }
+      })
+      yield* Effect.exit(Effect.fail(new Boom()).pipe(CircuitBreaker.guard(b)))
+      yield* TestClock.adjust("1 second")
+      const probe = Effect.sleep("10 millis").pipe(CircuitBreaker.guard(b))
+      const both = yield* Effect.forkChild(Effect.all([probe, probe], { concurrency: 2 }))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* CircuitBreaker.state(b)).probing, 2)
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(both)
       assert.strictEqual((yield* CircuitBreaker.state(b)).state, "Closed")
     }))
 })

@@ -66,6 +66,7 @@
  */
 import { Clock, Duration, Effect, Exit, Layer, Schedule, Schema, Scope } from "effect"
 import * as Context from "effect/Context"
+import * as Fiber from "effect/Fiber"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import * as Store from "./CircuitBreakerStore.ts"
@@ -519,18 +520,18 @@ class BreakerImpl {
    * is open with time to go rejects before any of that: a rejection holds
    * nothing.
    */
-  run<A, E, R>(
-    clock: Clock.Clock,
-    circuit: Store.LocalCircuit,
-    key: string | undefined,
-    self: Effect.Effect<A, E, R>
-  ): Effect.Effect<A, E | CircuitOpen, R> {
+  run<A, E, R>(key: string | undefined, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> {
+    // Time windows and slow-call policies read the clock twice per call: look it up once.
+    const clock: Store.TimeSource = this.needsTime ? Fiber.getCurrent()!.getRef(Clock.Clock) : currentClock
+    const single = this.single
+    const circuit = single !== undefined && !single.dropped ? single : this.circuitFor(key, clock.currentTimeMillisUnsafe())
     if (circuit.state === "Open" || circuit.state === "Isolated") {
+      // A rejection holds nothing: decided before any finalizer is needed.
       const now = clock.currentTimeMillisUnsafe()
       if (circuit.state === "Isolated") return this.reject(key, "Isolated", circuit.retryAfterMs(now))
       if (now < circuit.openUntil) return this.reject(key, "Open", circuit.retryAfterMs(now))
     }
-    const onTransition = this.transitionsOf(key)
+    const onTransition = key === undefined ? this.hiddenTransition : this.transitionsOf(key)
     let permit = Store.PASS as number
     let startedAt = 0
     return Effect.onExitPrimitive(
@@ -554,6 +555,7 @@ class BreakerImpl {
       }
     )
   }
+
 
   /**
    * One call through a store's `Effect` operations (a remote store). Still
@@ -797,6 +799,15 @@ const keyMismatch = (breaker: CircuitBreaker, key: string | undefined): Effect.E
   return undefined
 }
 
+/**
+ * The clock of the fiber that asks, looked up only when a decision needs the
+ * time: the closed path of a consecutive-failures breaker never reads it.
+ */
+const currentClock: Store.TimeSource = {
+  // Guards only run inside a fiber, so there is always a current one here.
+  currentTimeMillisUnsafe: () => Fiber.getCurrent()!.getRef(Clock.Clock).currentTimeMillisUnsafe()
+}
+
 const compileGuard = <I>(
   breaker: CircuitBreakerOrKey<I>,
   options: GuardOptions | undefined
@@ -809,14 +820,8 @@ const compileGuard = <I>(
     if (impl.local === undefined) {
       return Effect.withFiber((fiber) => impl.runThroughStore(fiber.getRef(Clock.Clock), key, self))
     }
-    return Effect.withFiber((fiber) => {
-      const clock = fiber.getRef(Clock.Clock)
-      const single = impl.single
-      const circuit = single !== undefined && !single.dropped
-        ? single
-        : impl.circuitFor(key, clock.currentTimeMillisUnsafe())
-      return impl.run(clock, circuit, key, self)
-    })
+    // Per execution: the same guarded effect may run many times, even concurrently.
+    return Effect.suspend(() => impl.run(key, self))
   }
   if (isCircuitBreaker(breaker)) return (self) => admit(breaker, self)
   return (self) => Effect.flatMap(breaker, (resolved) => admit(resolved, self))
