@@ -9,6 +9,7 @@ import { Bulkhead } from "@bulwark/core"
 import { bulkhead as cockatielBulkhead, BulkheadRejectedError } from "cockatiel"
 import { Effect, Exit, Fiber, Latch, Option, Scope, Semaphore } from "effect"
 import pLimit from "p-limit"
+import { fmt, goal, median } from "./harness.ts"
 
 // -----------------------------------------------------------------------------
 // results
@@ -38,14 +39,6 @@ export interface Goal {
   readonly detail: string
 }
 
-/** A "no slower than" or "at most" goal: met, missed by less than 5% (noise), or missed. */
-const goal = (text: string, value: number, limit: number, detail: string): Goal => ({
-  text,
-  met: value <= limit,
-  withinNoise: value > limit && value <= limit * 1.05,
-  detail
-})
-
 export interface Table {
   readonly id: string
   readonly title: string
@@ -69,12 +62,6 @@ export interface ScenarioResult {
 // -----------------------------------------------------------------------------
 // harness
 // -----------------------------------------------------------------------------
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
-}
 
 const gc = (): void => {
   const collect = globalThis.gc
@@ -193,7 +180,6 @@ const byVariant = (rows: ReadonlyArray<Row>, variant: string): Row => {
   return row
 }
 
-const fmt = (x: number, digits = 0): string => x.toFixed(digits)
 
 // -----------------------------------------------------------------------------
 // 1. uncontended guarded no-op

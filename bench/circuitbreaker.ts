@@ -14,17 +14,10 @@ import { circuitBreaker as cockatielBreaker, ConsecutiveBreaker, handleAll } fro
 import { Effect, Exit, Layer, Scope } from "effect"
 import { CircuitBreaker as EffectCircuitBreaker } from "effect/persistence"
 import Opossum from "opossum"
-import type { Goal, ScenarioResult } from "./bulkhead.ts"
-import { type Case, fmt, measure } from "./harness.ts"
+import type { ScenarioResult } from "./bulkhead.ts"
+import { type Case, fmt, goal, measure } from "./harness.ts"
 
 const CALLS = 100_000
-
-const goal = (text: string, value: number, limit: number, detail: string): Goal => ({
-  text,
-  met: value <= limit,
-  withinNoise: value > limit && value <= limit * 1.05,
-  detail
-})
 
 /** Breakers of one scenario live in one scope, closed when the scenario ends. */
 const breakers = () => {

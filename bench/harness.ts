@@ -5,7 +5,7 @@
  * ns per call.
  */
 import { Effect } from "effect"
-import type { Row } from "./bulkhead.ts"
+import type { Goal, Row } from "./bulkhead.ts"
 
 export const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -59,3 +59,11 @@ export const measure = async (
 }
 
 export const fmt = (x: number, digits = 0): string => x.toFixed(digits)
+
+/** A "no slower than" or "at most" goal: met, missed by less than 5% (noise), or missed. */
+export const goal = (text: string, value: number, limit: number, detail: string): Goal => ({
+  text,
+  met: value <= limit,
+  withinNoise: value > limit && value <= limit * 1.05,
+  detail
+})

@@ -43,6 +43,7 @@ import type * as Bulkhead from "./Bulkhead.ts"
 import type { BulkheadFull, GuardOptions, Reason } from "./Bulkhead.ts"
 import * as internal from "./internal/bulkhead.ts"
 import { EventHub } from "./internal/events.ts"
+import { pullGauge } from "./internal/metrics.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 
@@ -366,11 +367,7 @@ export const make = (options: Options): Effect.Effect<KeyedBulkhead, InvalidOpti
       })
       const registrations = internal.registerMetrics(fiber.context, { name: state.name }, state, internal.reasons)
       registrations.push(
-        Metric.registerUnsafe(
-          Metric.gauge("bulwark.bulkhead.keys", { description: "Live compartments", attributes: { name: state.name } }),
-          fiber.context,
-          { get: () => ({ value: state.compartments.size }), update: () => {}, modify: () => {} }
-        )
+        pullGauge(fiber.context, "bulwark.bulkhead.keys", "Live compartments", { name: state.name }, () => state.compartments.size)
       )
       const self: KeyedBulkhead = Object.assign(Object.create(KeyedProto), { name: state.name, state })
       return Effect.as(

@@ -53,6 +53,7 @@ import * as Metric from "effect/Metric"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import { EventHub } from "./internal/events.ts"
+import { pullGauge } from "./internal/metrics.ts"
 import { decodeOptions, DurationInput, PositiveInt } from "./internal/options.ts"
 import * as internal from "./internal/rateLimiter.ts"
 import * as options from "./internal/rateLimiterOptions.ts"
@@ -377,11 +378,7 @@ export const make = (options_: Options): Effect.Effect<KeyedRateLimiter, Invalid
         })
         const registrations = internal.registerMetrics(fiber.context, { name: state.name }, state, internal.reasons, undefined)
         registrations.push(
-          Metric.registerUnsafe(
-            Metric.gauge("bulwark.ratelimiter.keys", { description: "Keys with state", attributes: { name: state.name } }),
-            fiber.context,
-            { get: () => ({ value: state.entries.size }), update: () => {}, modify: () => {} }
-          )
+          pullGauge(fiber.context, "bulwark.ratelimiter.keys", "Keys with state", { name: state.name }, () => state.entries.size)
         )
         const self: KeyedRateLimiter = Object.assign(Object.create(KeyedProto), {
           name: state.name,

@@ -5,6 +5,7 @@ import type * as Bulkhead from "../Bulkhead.ts"
 import { BulkheadFull } from "../Bulkhead.ts"
 import { InvalidOptions } from "../InvalidOptions.ts"
 import { EventHub } from "./events.ts"
+import { pullCounter, pullGauge, pullHistogram } from "./metrics.ts"
 
 type Reason = Bulkhead.BulkheadFull["reason"]
 
@@ -503,32 +504,21 @@ export const registerMetrics = (
   reasons: ReadonlyArray<Reason>,
   prefix = "bulwark.bulkhead"
 ): Array<Metric.Registration> => {
-  const noop = () => {}
-  const gauge = (id: string, description: string, get: () => number) =>
-    Metric.registerUnsafe(Metric.gauge(id, { description, attributes }), context, {
-      get: () => ({ value: get() }),
-      update: noop,
-      modify: noop
-    })
+  const gauge = (id: string, description: string, get: () => number) => pullGauge(context, id, description, attributes, get)
   const counter = (id: string, description: string, attrs: Readonly<Record<string, string>>, get: () => number) =>
-    Metric.registerUnsafe(Metric.counter(id, { description, attributes: attrs }), context, {
-      get: () => ({ count: get(), incremental: true }),
-      update: noop,
-      modify: noop
-    })
+    pullCounter(context, id, description, attrs, get)
   const registrations = [
     gauge(`${prefix}.in_flight`, "Permits held by running calls", () => source.inFlight),
     gauge(`${prefix}.queued`, "Calls waiting for a permit", () => source.queued),
     counter(`${prefix}.admitted`, "Calls admitted", attributes, () => source.admitted),
     counter(`${prefix}.completed`, "Admitted calls that finished", attributes, () => source.completed),
-    Metric.registerUnsafe(
-      Metric.histogram(`${prefix}.queue_wait`, {
-        description: "Time from arrival to admission, in milliseconds",
-        boundaries: waitBoundaries,
-        attributes
-      }),
+    pullHistogram(
       context,
-      { get: () => source.waitHistogram(), update: noop, modify: noop }
+      `${prefix}.queue_wait`,
+      "Time from arrival to admission, in milliseconds",
+      waitBoundaries,
+      attributes,
+      () => source.waitHistogram()
     )
   ]
   for (const reason of reasons) {

@@ -1,7 +1,8 @@
-import { Clock, Context, Duration, Exit, Metric } from "effect"
+import { Clock, Context, Duration, Exit, type Metric } from "effect"
 import type * as CircuitBreaker from "../CircuitBreaker.ts"
 import { CircuitOpen } from "../CircuitBreaker.ts"
 import { EventHub } from "./events.ts"
+import { pullCounter, pullGauge } from "./metrics.ts"
 
 /**
  * What a breaker keeps besides its circuits (which live in its store):
@@ -70,13 +71,8 @@ export const registerMetrics = (
   circuits: () => number
 ): Array<Metric.Registration> => {
   const attributes = { name }
-  const noop = () => {}
   const counter = (id: string, description: string, attrs: Readonly<Record<string, string>>, get: () => number) =>
-    Metric.registerUnsafe(Metric.counter(id, { description, attributes: attrs }), context, {
-      get: () => ({ count: get(), incremental: true }),
-      update: noop,
-      modify: noop
-    })
+    pullCounter(context, id, description, attrs, get)
   const registrations = [
     counter("bulwark.circuitbreaker.successes", "Calls recorded as Success", attributes, () => counters.successes),
     counter("bulwark.circuitbreaker.failures", "Calls recorded as Failure", attributes, () => counters.failures),
@@ -89,29 +85,16 @@ export const registerMetrics = (
       counter("bulwark.circuitbreaker.rejected", "Calls rejected, by reason", { name, reason }, () => counters.rejected[reason])
     )
   }
-  if (currentState !== undefined) {
-    registrations.push(
-      Metric.registerUnsafe(
-        Metric.gauge("bulwark.circuitbreaker.state", {
-          description: "0 Closed, 1 HalfOpen, 2 Open, 3 Isolated, 4 Disabled",
-          attributes
-        }),
+  registrations.push(
+    currentState !== undefined
+      ? pullGauge(
         context,
-        {
-          get: (ctx) => ({ value: stateCode[currentState(Context.get(ctx, Clock.Clock).currentTimeMillisUnsafe())] }),
-          update: noop,
-          modify: noop
-        }
+        "bulwark.circuitbreaker.state",
+        "0 Closed, 1 HalfOpen, 2 Open, 3 Isolated, 4 Disabled",
+        attributes,
+        (read) => stateCode[currentState(Context.get(read, Clock.Clock).currentTimeMillisUnsafe())]
       )
-    )
-  } else {
-    registrations.push(
-      Metric.registerUnsafe(
-        Metric.gauge("bulwark.circuitbreaker.circuits", { description: "Live keyed circuits", attributes }),
-        context,
-        { get: () => ({ value: circuits() }), update: noop, modify: noop }
-      )
-    )
-  }
+      : pullGauge(context, "bulwark.circuitbreaker.circuits", "Live keyed circuits", attributes, circuits)
+  )
   return registrations
 }

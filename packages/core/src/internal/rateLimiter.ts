@@ -5,6 +5,7 @@ import type * as RateLimiter from "../RateLimiter.ts"
 import { RateLimited } from "../RateLimiter.ts"
 import type * as Store from "../RateLimiterStore.ts"
 import { EventHub } from "./events.ts"
+import { pullCounter, pullGauge } from "./metrics.ts"
 
 type Reason = RateLimiter.Reason
 type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
@@ -673,19 +674,9 @@ export const registerMetrics = (
   reasonsToReport: ReadonlyArray<Reason>,
   remaining: (() => number) | undefined
 ): Array<Metric.Registration> => {
-  const noop = () => {}
-  const gauge = (id: string, description: string, get: () => number) =>
-    Metric.registerUnsafe(Metric.gauge(id, { description, attributes }), context, {
-      get: () => ({ value: get() }),
-      update: noop,
-      modify: noop
-    })
+  const gauge = (id: string, description: string, get: () => number) => pullGauge(context, id, description, attributes, get)
   const counter = (id: string, description: string, attrs: Readonly<Record<string, string>>, get: () => number) =>
-    Metric.registerUnsafe(Metric.counter(id, { description, attributes: attrs }), context, {
-      get: () => ({ count: get(), incremental: true }),
-      update: noop,
-      modify: noop
-    })
+    pullCounter(context, id, description, attrs, get)
   const registrations = [
     counter("bulwark.ratelimiter.admitted", "Calls admitted", attributes, () => source.admitted),
     gauge("bulwark.ratelimiter.waiting", "Calls waiting for their reserved slot", () => source.waiting)

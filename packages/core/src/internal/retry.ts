@@ -1,5 +1,6 @@
 import { Cause, Clock, Duration, Effect, Metric, Random, Schedule, Schema } from "effect"
 import { EventHub } from "./events.ts"
+import { pullCounter, pullGauge } from "./metrics.ts"
 import type * as Context from "effect/Context"
 import type * as Retry from "../Retry.ts"
 import { InvalidOptions } from "../InvalidOptions.ts"
@@ -206,21 +207,6 @@ export class RetryState {
   }
 }
 
-const noop = () => {}
-
-const registerCounter = (
-  context: Context.Context<never>,
-  id: string,
-  description: string,
-  attributes: Readonly<Record<string, string>>,
-  get: () => number
-): Metric.Registration =>
-  Metric.registerUnsafe(Metric.counter(id, { description, attributes }), context, {
-    get: () => ({ count: get(), incremental: true }),
-    update: noop,
-    modify: noop
-  })
-
 /**
  * Registers the `bulwark.retry.*` series, computed from the instance's
  * counters when an exporter reads them: the hot path pays nothing for metrics.
@@ -229,39 +215,39 @@ export const registerMetrics = (context: Context.Context<never>, state: RetrySta
   const name = state.name
   const attributes = { name }
   return [
-    registerCounter(context, "bulwark.retry.calls", "Guarded calls (first attempts)", attributes, () => state.calls),
-    registerCounter(context, "bulwark.retry.attempts", "Attempts, first ones and retries", attributes, () => state.attempts),
-    registerCounter(context, "bulwark.retry.retries", "Retries started", attributes, () => state.retries),
-    registerCounter(context, "bulwark.retry.succeeded", "Calls that succeeded", attributes, () => state.succeeded),
-    registerCounter(
+    pullCounter(context, "bulwark.retry.calls", "Guarded calls (first attempts)", attributes, () => state.calls),
+    pullCounter(context, "bulwark.retry.attempts", "Attempts, first ones and retries", attributes, () => state.attempts),
+    pullCounter(context, "bulwark.retry.retries", "Retries started", attributes, () => state.retries),
+    pullCounter(context, "bulwark.retry.succeeded", "Calls that succeeded", attributes, () => state.succeeded),
+    pullCounter(
       context,
       "bulwark.retry.succeeded_after_retry",
       "Calls that succeeded after at least one retry",
       attributes,
       () => state.succeededAfterRetry
     ),
-    registerCounter(
+    pullCounter(
       context,
       "bulwark.retry.exhausted",
       "Calls that failed because the policy allowed no more retries, by reason",
       { name, reason: "MaxAttempts" },
       () => state.exhaustedMaxAttempts
     ),
-    registerCounter(
+    pullCounter(
       context,
       "bulwark.retry.exhausted",
       "Calls that failed because the policy allowed no more retries, by reason",
       { name, reason: "MaxElapsed" },
       () => state.exhaustedMaxElapsed
     ),
-    registerCounter(
+    pullCounter(
       context,
       "bulwark.retry.budget_refused",
       "Retries refused because the retry budget was spent",
       attributes,
       () => state.budgetRefused
     ),
-    registerCounter(
+    pullCounter(
       context,
       "bulwark.retry.not_retryable",
       "Typed failures the policy's `while` declined to retry",
@@ -466,13 +452,15 @@ export class BudgetState {
 export const registerBudgetMetrics = (context: Context.Context<never>, budget: BudgetState): Array<Metric.Registration> => {
   const attributes = { name: budget.name }
   return [
-    Metric.registerUnsafe(
-      Metric.gauge("bulwark.retry_budget.balance", { description: "Retries the budget allows now", attributes }),
+    pullGauge(
       context,
-      { get: () => ({ value: budget.balance(budget.clock.currentTimeMillisUnsafe()) }), update: noop, modify: noop }
+      "bulwark.retry_budget.balance",
+      "Retries the budget allows now",
+      attributes,
+      () => budget.balance(budget.clock.currentTimeMillisUnsafe())
     ),
-    registerCounter(context, "bulwark.retry_budget.deposits", "Calls that deposited into the budget", attributes, () => budget.deposits),
-    registerCounter(context, "bulwark.retry_budget.withdrawals", "Retries the budget allowed", attributes, () => budget.withdrawals),
-    registerCounter(context, "bulwark.retry_budget.refused", "Retries the budget refused", attributes, () => budget.refused)
+    pullCounter(context, "bulwark.retry_budget.deposits", "Calls that deposited into the budget", attributes, () => budget.deposits),
+    pullCounter(context, "bulwark.retry_budget.withdrawals", "Retries the budget allowed", attributes, () => budget.withdrawals),
+    pullCounter(context, "bulwark.retry_budget.refused", "Retries the budget refused", attributes, () => budget.refused)
   ]
 }

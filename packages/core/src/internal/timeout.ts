@@ -1,5 +1,6 @@
 import { Duration, Effect, Metric } from "effect"
 import { EventHub } from "./events.ts"
+import { pullCounter } from "./metrics.ts"
 import type * as Context from "effect/Context"
 import type * as Timeout from "../Timeout.ts"
 import { TimeoutExceeded } from "../Timeout.ts"
@@ -87,11 +88,7 @@ export class TimeoutsState {
     if (!this.closed) {
       const attributes = { name }
       const counter = (id: string, description: string, get: () => number) =>
-        Metric.registerUnsafe(Metric.counter(id, { description, attributes }), this.context, {
-          get: () => ({ count: get(), incremental: true }),
-          update: noop,
-          modify: noop
-        })
+        pullCounter(this.context, id, description, attributes, get)
       this.registrations.push(
         counter("bulwark.timeout.calls", "Calls run under a timeout", () => counters.calls),
         counter("bulwark.timeout.expired", "Calls interrupted because their timeout expired", () => counters.expired)
@@ -113,7 +110,6 @@ export class TimeoutsState {
   }
 }
 
-const noop = () => {}
 
 /**
  * Runs `self` with a time limit. `table` is the `Timeouts` table in the
