@@ -823,7 +823,14 @@ const compileGuard = <I>(
     // Per execution: the same guarded effect may run many times, even concurrently.
     return Effect.suspend(() => impl.run(key, self))
   }
-  if (isCircuitBreaker(breaker)) return (self) => admit(breaker, self)
+  if (isCircuitBreaker(breaker)) {
+    // An instance is known now: check the key and pick the path once, not per call.
+    const mismatch = keyMismatch(breaker, key)
+    if (mismatch !== undefined) return () => mismatch
+    const impl = breaker.impl
+    if (impl.local !== undefined) return (self) => Effect.suspend(() => impl.run(key, self))
+    return (self) => admit(breaker, self)
+  }
   return (self) => Effect.flatMap(breaker, (resolved) => admit(resolved, self))
 }
 
