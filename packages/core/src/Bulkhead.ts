@@ -211,9 +211,6 @@ const fromState = (state: internal.BulkheadState): Bulkhead => {
   return self
 }
 
-/** @internal */
-export const unsafeFromState: (state: internal.BulkheadState) => Bulkhead = fromState
-
 /**
  * Is this value a bulkhead?
  *
