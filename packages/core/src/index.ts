@@ -111,3 +111,10 @@ export { RateLimited } from "./RateLimiter.ts"
  * @since 0.1.0
  */
 export * as CircuitBreakerStore from "./CircuitBreakerStore.ts"
+
+/**
+ * Fault injection for tests and game days: failures, latency, defects and interruptions at a seeded rate.
+ *
+ * @since 0.1.0
+ */
+export * as Chaos from "./Chaos.ts"
