@@ -118,3 +118,17 @@ export * as CircuitBreakerStore from "./CircuitBreakerStore.ts"
  * @since 0.1.0
  */
 export * as Chaos from "./Chaos.ts"
+
+/**
+ * Hedged requests: a second attempt when the first is slow, the first success wins.
+ *
+ * @since 0.1.0
+ */
+export * as Hedge from "./Hedge.ts"
+
+/**
+ * Typed fallbacks chosen by error tag or predicate.
+ *
+ * @since 0.1.0
+ */
+export * as Fallback from "./Fallback.ts"
