@@ -52,10 +52,9 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Exit, Layer, Random, Schema, SchemaParser } from "effect"
+import { Duration, Effect, Layer, Random, Schema } from "effect"
 import * as Context from "effect/Context"
-import { InvalidOptions } from "./InvalidOptions.ts"
-import { DurationInput, formatIssue, Name } from "./internal/options.ts"
+import { decodeOrDie, DurationInput, Name } from "./internal/options.ts"
 
 /**
  * The switch every guard reads on every call. `true` (the default): guards
@@ -217,21 +216,8 @@ export const OutcomeOptions = Schema.Struct({
   defect: Schema.optional(Schema.Unknown)
 })
 
-const parse = <S extends Schema.Decoder<unknown>>(
-  api: string,
-  schema: S,
-  options: unknown
-): S["Type"] | Effect.Effect<never> => {
-  const exit = SchemaParser.decodeUnknownExit(schema as any)(options, { errors: "all", onExcessProperty: "error" })
-  if (Exit.isSuccess(exit)) return exit.value as S["Type"]
-  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-  const message = failure === undefined ? "Invalid options" : formatIssue(failure.error as any)
-  const name = typeof options === "object" && options !== null && typeof (options as any).name === "string" &&
-      (options as any).name.length > 0
-    ? (options as any).name as string
-    : "<unnamed>"
-  return Effect.die(new InvalidOptions({ primitive: api, name, message }))
-}
+const parse = <S extends Schema.Decoder<unknown>>(api: string, schema: S, options: unknown): S["Type"] | Effect.Effect<never> =>
+  decodeOrDie(api, schema)(options)
 
 /** One draw per call while enabled; `true` when the call is hit. */
 const hit = (enabled: boolean, random: Random.Random, rate: number): boolean =>

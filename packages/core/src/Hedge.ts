@@ -55,9 +55,8 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Exit, Option, Queue, Schema, SchemaParser, Scope } from "effect"
-import { InvalidOptions } from "./InvalidOptions.ts"
-import { DurationInput, formatIssue, Name, PositiveInt } from "./internal/options.ts"
+import { Cause, Duration, Effect, Exit, Option, Queue, Schema, Scope } from "effect"
+import { decodeOrDie, DurationInput, Name, PositiveInt } from "./internal/options.ts"
 
 /**
  * Options of `guard`.
@@ -102,17 +101,7 @@ export const Options = Schema.Struct({
   maxAttempts: PositiveInt
 })
 
-const parse = (options: unknown): typeof Options.Type | Effect.Effect<never> => {
-  const exit = SchemaParser.decodeUnknownExit(Options as any)(options, { errors: "all", onExcessProperty: "error" })
-  if (Exit.isSuccess(exit)) return exit.value as typeof Options.Type
-  const failure = exit.cause.reasons.find((reason) => reason._tag === "Fail")
-  const message = failure === undefined ? "Invalid options" : formatIssue(failure.error as any)
-  const name = typeof options === "object" && options !== null && typeof (options as any).name === "string" &&
-      (options as any).name.length > 0
-    ? (options as any).name as string
-    : "<unnamed>"
-  return Effect.die(new InvalidOptions({ primitive: "Hedge.guard", name, message }))
-}
+const parse = decodeOrDie("Hedge.guard", Options)
 
 /**
  * Runs `self` hedged. The attempts are forked into a scope of their own

@@ -102,12 +102,15 @@ export const Name = Schema.String.check(
   Schema.makeFilter((s: string) => s.trim().length > 0 ? undefined : "Expected a non-empty name")
 )
 
+/** The name an instance gets when its options give none. @internal */
+export const unnamed = "<unnamed>"
+
 const nameOf = (input: unknown): string => {
   if (typeof input === "object" && input !== null && "name" in input) {
     const name = (input as { readonly name: unknown }).name
     if (typeof name === "string" && name.length > 0) return name
   }
-  return "<unnamed>"
+  return unnamed
 }
 
 /**
@@ -123,4 +126,34 @@ export const decodeOptions = <S extends Schema.Decoder<unknown>>(primitive: stri
       decode(input, { errors: "all", onExcessProperty: "error" }) as Effect.Effect<S["Type"], Schema.SchemaError>,
       (error) => new InvalidOptions({ primitive, name: nameOf(input), message: formatIssue(error.issue) })
     )
+}
+
+/**
+ * Decodes options synchronously (for guards built outside an Effect), turning
+ * a failure into `InvalidOptions` naming every bad field.
+ *
+ * @internal
+ */
+export const decodeSync = <S extends Schema.Decoder<unknown>>(primitive: string, schema: S) => {
+  const decode = Schema.decodeUnknownResult(schema)
+  return (input: unknown): S["Type"] | InvalidOptions => {
+    const result = decode(input, { errors: "all", onExcessProperty: "error" })
+    if (result._tag === "Success") return result.success
+    return new InvalidOptions({ primitive, name: nameOf(input), message: formatIssue(result.failure.issue) })
+  }
+}
+
+/**
+ * For guards: the decoded options, or an effect that dies with the
+ * `InvalidOptions` (bad options given to a guard are a programming error;
+ * every call of that guard dies without starting).
+ *
+ * @internal
+ */
+export const decodeOrDie = <S extends Schema.Decoder<unknown>>(primitive: string, schema: S) => {
+  const decode = decodeSync(primitive, schema)
+  return (input: unknown): S["Type"] | Effect.Effect<never> => {
+    const decoded = decode(input)
+    return decoded instanceof InvalidOptions ? Effect.die(decoded) : decoded
+  }
 }

@@ -1,10 +1,8 @@
-import { Cause, Clock, Duration, Effect, Metric, Random, Schedule, Schema } from "effect"
+import { Cause, Clock, Duration, Effect, Metric, Random, Schedule } from "effect"
 import { EventHub } from "./events.ts"
 import { pullCounter, pullGauge } from "./metrics.ts"
 import type * as Context from "effect/Context"
 import type * as Retry from "../Retry.ts"
-import { InvalidOptions } from "../InvalidOptions.ts"
-import { formatIssue } from "./options.ts"
 
 // -----------------------------------------------------------------------------
 // configuration
@@ -30,29 +28,7 @@ export const defaults = {
   jitter: "full"
 } as const
 
-/** The name of a policy that was given none. */
-export const unnamed = "<unnamed>"
-
-const nameOf = (input: unknown): string => {
-  if (typeof input === "object" && input !== null && "name" in input) {
-    const name = (input as { readonly name: unknown }).name
-    if (typeof name === "string" && name.length > 0) return name
-  }
-  return unnamed
-}
-
-/**
- * Decodes options synchronously (the Schemas involved are all synchronous),
- * turning a failure into `InvalidOptions` naming every bad field.
- */
-export const decodeSync = <S extends Schema.Decoder<unknown>>(primitive: string, schema: S) => {
-  const decode = Schema.decodeUnknownResult(schema)
-  return (input: unknown): S["Type"] | InvalidOptions => {
-    const result = decode(input, { errors: "all", onExcessProperty: "error" })
-    if (result._tag === "Success") return result.success
-    return new InvalidOptions({ primitive, name: nameOf(input), message: formatIssue(result.failure.issue) })
-  }
-}
+export { decodeSync, unnamed } from "./options.ts"
 
 // -----------------------------------------------------------------------------
 // backoff
