@@ -333,6 +333,18 @@ describe("an error's `retryAfter` makes the next delay at least that long", () =
       assert.deepStrictEqual((yield* Retry.stats(retry)).exhausted, { MaxAttempts: 0, MaxElapsed: 1 })
     }))
 
+  it.effect("an infinite hint (an isolated circuit) returns the error at once, even without maxElapsed", () =>
+    Effect.gen(function*() {
+      const retry = yield* Retry.make({ name: "isolated", maxAttempts: 5, jitter: "none" })
+      const call = flaky(Infinity, { error: () => new Throttled({ retryAfter: Duration.infinity }) })
+      const fiber = yield* Effect.forkChild(call.effect.pipe(Retry.guard(retry)))
+      yield* settle
+      const exit = fiber.pollUnsafe()
+      assert.isDefined(exit, "it must not sleep forever")
+      assert.strictEqual(failureOf(exit!), call.errors[0])
+      assert.deepStrictEqual((yield* Retry.stats(retry)).exhausted, { MaxAttempts: 0, MaxElapsed: 1 })
+    }))
+
   it.effect("only a Duration counts: a number in `retryAfter` is ignored", () =>
     Effect.gen(function*() {
       class Odd extends Data.TaggedError("Odd")<{ readonly retryAfter: number }> {}

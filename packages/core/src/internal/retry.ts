@@ -112,7 +112,8 @@ export class Attempts {
     const backoff = backoffMs(config, this.attempt, this.previousMs, () => random.nextDoubleUnsafe())
     const hint = retryAfterMs(error)
     const delay = hint > backoff ? hint : backoff
-    if (now - this.startedAt + delay > config.maxElapsedMs) return "MaxElapsed"
+    // An infinite hint (an isolated circuit) would sleep forever even without a maxElapsed.
+    if (delay === Infinity || now - this.startedAt + delay > config.maxElapsedMs) return "MaxElapsed"
     if (config.budget !== undefined && !config.budget.tryWithdraw(now)) return "BudgetRefused"
     this.previousMs = backoff
     this.delayMs = delay
