@@ -132,3 +132,10 @@ export * as Hedge from "./Hedge.ts"
  * @since 0.1.0
  */
 export * as Fallback from "./Fallback.ts"
+
+/**
+ * Policies: the primitives composed in a known order, with an exact error type, a description, and configuration from Effect Config.
+ *
+ * @since 0.1.0
+ */
+export * as Policy from "./Policy.ts"
