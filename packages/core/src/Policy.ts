@@ -1145,7 +1145,7 @@ const atLeastOneTrip = Schema.makeFilter((b: { readonly consecutiveFailures?: nu
  * const settings = Schema.decodeUnknownSync(Policy.Settings)({
  *   timeout: "5 seconds",
  *   bulkhead: { maxConcurrent: 10, maxQueue: 20 },
- *   retry: { maxAttempts: 3, base: "100 millis" }
+ *   retry: { maxAttempts: 3, baseDelay: "100 millis" }
  * })
  * ```
  *
@@ -1157,10 +1157,13 @@ export const Settings = Schema.Struct({
   attemptTimeout: Schema.optionalKey(PositiveDurationText),
   order: Schema.optionalKey(OrderText),
   warnings: Schema.optionalKey(Schema.Literals(["log", "fail", "ignore"])),
+  // No key is a prefix of another at a word boundary (`max` and `maxAttempts`
+  // would be MAX and MAX_ATTEMPTS in the environment, where MAX cannot be both
+  // a value and a group): hence `baseDelay` and `maxDelay`.
   retry: Schema.optionalKey(Schema.Struct({
     maxAttempts: Schema.optionalKey(PositiveInt),
-    base: Schema.optionalKey(DurationText),
-    max: Schema.optionalKey(DurationText),
+    baseDelay: Schema.optionalKey(DurationText),
+    maxDelay: Schema.optionalKey(DurationText),
     jitter: Schema.optionalKey(Retry.Jitter),
     maxElapsed: Schema.optionalKey(DurationText)
   })),
@@ -1299,7 +1302,15 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
       ...(rl.onExceeded === undefined ? {} : { onExceeded: rl.onExceeded }),
       ...(rl.maxWait === undefined ? {} : { maxWait: rl.maxWait })
     })
-    const retry = s.retry === undefined ? undefined : Retry.policy({ ...s.retry, while: extras?.retryWhile })
+    const r = s.retry
+    const retry = r === undefined ? undefined : Retry.policy({
+      maxAttempts: r.maxAttempts,
+      base: r.baseDelay,
+      max: r.maxDelay,
+      jitter: r.jitter,
+      maxElapsed: r.maxElapsed,
+      while: extras?.retryWhile
+    })
     const options: Options = {
       name,
       timeout: s.timeout,
