@@ -17,13 +17,15 @@ import * as os from "node:os"
 import * as bulkhead from "./bulkhead.ts"
 import type { Goal, Row, ScenarioResult, Table } from "./bulkhead.ts"
 import * as circuitBreaker from "./circuitbreaker.ts"
+import * as policy from "./policy.ts"
 import * as rateLimiter from "./ratelimiter.ts"
 
 const suites = [
   ...bulkhead.suites,
   ...circuitBreaker.suites,
   { name: "ratelimiter-admitted", run: rateLimiter.admitted },
-  { name: "ratelimiter-rejected", run: rateLimiter.rejected }
+  { name: "ratelimiter-rejected", run: rateLimiter.rejected },
+  ...policy.suites
 ]
 
 const root = new URL("../", import.meta.url)
