@@ -54,6 +54,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import * as internal from "./internal/bulkhead.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
+import * as tracing from "./internal/tracing.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 import * as KeyedBulkhead from "./KeyedBulkhead.ts"
 
@@ -98,11 +99,14 @@ export type BulkheadOrKey<I = never> = Bulkhead | Context.Key<I, Bulkhead>
  *   be admitted.
  * - `TooManyKeys`: (keyed bulkheads only) the call's key would need a new
  *   compartment, but `maxKeys` compartments are all busy.
+ * - `StoreUnavailable`: (distributed bulkheads only, `onStoreError:
+ *   "fail-closed"`) the shared store could not decide the admission, so the
+ *   call was refused rather than run outside the global cap.
  *
  * @since 0.1.0
  * @category errors
  */
-export const Reason = Schema.Literals(["QueueFull", "QueueTimeout", "Closed", "Oversized", "TooManyKeys"])
+export const Reason = Schema.Literals(["QueueFull", "QueueTimeout", "Closed", "Oversized", "TooManyKeys", "StoreUnavailable"])
 
 /**
  * @since 0.1.0
@@ -323,7 +327,10 @@ const compileGuard = <I>(
         // A rejection at the door takes no permit, so it needs no finalizer.
         if (state.head !== undefined || state.inFlight + weight > state.maxConcurrent) {
           const rejected = state.rejectAtDoor(weight, timeoutMs)
-          if (rejected !== undefined) return rejected
+          if (rejected !== undefined) {
+            if (fiber.cache.span !== undefined) state.traceDoorRejection(fiber, weight)
+            return rejected
+          }
         }
         let seq = 0
         let waiter: internal.Waiter | undefined
@@ -332,15 +339,19 @@ const compileGuard = <I>(
             seq = state.tryAdmit(weight)
             if (seq !== 0) return self
             const rejected = state.rejectAtDoor(weight, timeoutMs)
-            if (rejected !== undefined) return rejected
+            if (rejected !== undefined) {
+              if (fiber.cache.span !== undefined) state.traceDoorRejection(fiber, weight)
+              return rejected
+            }
             waiter = state.enqueueWaiter(fiber, weight)
-            if (timeoutMs === Infinity && state.queueTimeoutMs === Infinity) {
+            // A traced wait ends in its own span, before `self` starts: it takes the flatMap below.
+            if (timeoutMs === Infinity && state.queueTimeoutMs === Infinity && tracing.spanOf(fiber) === undefined) {
               // No timeout around the wait: the fiber resumes straight into `self`
               // (the finalizer above is already in place), no flatMap per waiter.
               waiter.onGrant = self
               return state.wait(waiter, timeoutMs) as unknown as Effect.Effect<A, E | BulkheadFull, R>
             }
-            return Effect.flatMap(state.wait(waiter, timeoutMs), () => self)
+            return Effect.flatMap(state.tracedWait(fiber, waiter, timeoutMs), () => self)
           }),
           (exit) => {
             if (seq !== 0) state.release(weight, seq, exit)

@@ -25,7 +25,8 @@
  * - Guards are applied to effects. There are no Layers that wrap a service
  *   for you: wrap the service's methods with the guards where the service is
  *   built (see docs/chaos.md).
- * - No stats or metrics are kept: an injection is visible in the result.
+ * - No stats or metrics are kept: an injection is visible in the result, and
+ *   in a trace as a `bulwark.chaos.injected` event on the call's span.
  *
  * **Gotchas**
  *
@@ -55,6 +56,7 @@
 import { Duration, Effect, Layer, Random, Schema } from "effect"
 import * as Context from "effect/Context"
 import { decodeOrDie, DurationInput, Name } from "./internal/options.ts"
+import * as tracing from "./internal/tracing.ts"
 
 /**
  * The switch every guard reads on every call. `true` (the default): guards
@@ -141,7 +143,7 @@ export const Rate = Schema.Number.check(
  * @category options
  */
 export interface FaultOptions<E> {
-  /** Shown in `InvalidOptions`; optional. */
+  /** Shown in `InvalidOptions` and on the `bulwark.chaos.injected` trace event; optional. */
   readonly name?: string | undefined
   /** The probability of failing a call, in [0, 1]. */
   readonly rate: number
@@ -169,7 +171,7 @@ export const FaultOptions = Schema.Struct({
  * @category options
  */
 export interface LatencyOptions {
-  /** Shown in `InvalidOptions`; optional. */
+  /** Shown in `InvalidOptions` and on the `bulwark.chaos.injected` trace event; optional. */
   readonly name?: string | undefined
   /** The probability of delaying a call, in [0, 1]. */
   readonly rate: number
@@ -196,7 +198,7 @@ export const LatencyOptions = Schema.Struct({
  * @category options
  */
 export interface OutcomeOptions {
-  /** Shown in `InvalidOptions` and in the default defect's message; optional. */
+  /** Shown in `InvalidOptions`, in the default defect's message and on the `bulwark.chaos.injected` trace event; optional. */
   readonly name?: string | undefined
   /** The probability of replacing a call, in [0, 1]. */
   readonly rate: number
@@ -225,9 +227,25 @@ const hit = (enabled: boolean, random: Random.Random, rate: number): boolean =>
 
 type Guard<E2> = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | E2, R>
 
-const makeGuard = <E2>(inject: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | E2, R>, rate: number): Guard<E2> =>
-(self) =>
-  Effect.withFiber((fiber) => hit(fiber.getRef(Enabled), fiber.getRef(Random.Random), rate) ? inject(self) : self)
+/** What an injection did, for the `bulwark.chaos.injected` event: the kind, and the delay of a latency. */
+type Injection = Readonly<Record<string, unknown>>
+
+const makeGuard = <E2>(
+  inject: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | E2, R>,
+  rate: number,
+  name: string | undefined,
+  injection: Injection
+): Guard<E2> => {
+  const attributes = { "bulwark.name": name ?? "<unnamed>", ...injection }
+  return (self) =>
+    Effect.withFiber((fiber) => {
+      if (!hit(fiber.getRef(Enabled), fiber.getRef(Random.Random), rate)) return self
+      // An injected fault looks like a real one in a trace unless it says otherwise.
+      const span = tracing.spanOf(fiber)
+      if (span !== undefined) tracing.event(fiber, span, "bulwark.chaos.injected", attributes)
+      return inject(self)
+    })
+}
 
 const dual = (compile: (options: any) => Guard<any>): any =>
   function() {
@@ -270,7 +288,7 @@ export const fault: {
   const fail = typeof error === "function"
     ? Effect.suspend(() => Effect.fail((error as () => unknown)()))
     : Effect.fail(error)
-  return makeGuard(() => fail, parsed.rate)
+  return makeGuard(() => fail, parsed.rate, parsed.name, { "bulwark.chaos.kind": "fault" })
 })
 
 /**
@@ -302,7 +320,10 @@ export const latency: {
   const parsed = parse("Chaos.latency", LatencyOptions, options)
   if (isEffect(parsed)) return () => parsed
   const sleep = Effect.sleep(parsed.delay)
-  return makeGuard((self) => Effect.andThen(sleep, self), parsed.rate)
+  return makeGuard((self) => Effect.andThen(sleep, self), parsed.rate, parsed.name, {
+    "bulwark.chaos.kind": "latency",
+    "bulwark.chaos.delay_ms": Duration.toMillis(parsed.delay)
+  })
 })
 
 /**
@@ -345,5 +366,5 @@ export const outcome: {
     const name = parsed.name ?? "<unnamed>"
     replacement = Effect.suspend(() => Effect.die(new globalThis.Error(`Chaos "${name}": injected defect`)))
   }
-  return makeGuard(() => replacement, parsed.rate)
+  return makeGuard(() => replacement, parsed.rate, parsed.name, { "bulwark.chaos.kind": parsed.outcome })
 })

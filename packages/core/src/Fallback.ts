@@ -50,14 +50,34 @@
  */
 import { Effect } from "effect"
 import type * as Arr from "effect/Array"
+import * as Fiber from "effect/Fiber"
 import type * as Predicate from "effect/Predicate"
 import type * as Types from "effect/Types"
+import * as tracing from "./internal/tracing.ts"
 import { InvalidOptions } from "./InvalidOptions.ts"
 
 type TagOf<K> = K extends Arr.NonEmptyReadonlyArray<string> ? K[number] : K extends string ? K : never
 
 const invalid = (api: string, message: string): Effect.Effect<never> =>
   Effect.die(new InvalidOptions({ primitive: api, name: "<unnamed>", message }))
+
+/**
+ * The fallback handler, reporting on the failing fiber's current span (if
+ * traced) that the fallback was taken and for which error tag. Only a matched
+ * failure gets here: the success path is `catchIf`'s own.
+ */
+const taken = (fallback: (e: unknown) => Effect.Effect<unknown, unknown, unknown>) => (error: unknown) => {
+  const fiber = Fiber.getCurrent()
+  const span = fiber === undefined ? undefined : tracing.spanOf(fiber)
+  if (span !== undefined) {
+    const attributes: tracing.Attributes = {}
+    // A tag names an error type of the program, never its data.
+    const tag = typeof error === "object" && error !== null && "_tag" in error ? error._tag : undefined
+    if (typeof tag === "string") attributes["bulwark.fallback.error"] = tag
+    tracing.event(fiber!, span, "bulwark.fallback.taken", attributes)
+  }
+  return fallback(error)
+}
 
 const checkFallback = (fallback: unknown): Array<string> =>
   typeof fallback === "function" ? [] : [`fallback: Expected a function, got ${typeof fallback}`]
@@ -80,7 +100,7 @@ const compileOnTag = (tags: unknown, fallback: unknown) => {
   const set = new Set(list as ReadonlyArray<string>)
   const matches = (e: unknown): boolean =>
     typeof e === "object" && e !== null && "_tag" in e && set.has((e as { readonly _tag: unknown })._tag as string)
-  const f = fallback as (e: unknown) => Effect.Effect<unknown, unknown, unknown>
+  const f = taken(fallback as (e: unknown) => Effect.Effect<unknown, unknown, unknown>)
   return (self: Effect.Effect<any, any, any>) => Effect.catchIf(self, matches, f)
 }
 
@@ -93,7 +113,7 @@ const compileWhen = (predicate: unknown, fallback: unknown) => {
     return (_: Effect.Effect<any, any, any>) => died
   }
   const p = predicate as (e: unknown) => boolean
-  const f = fallback as (e: unknown) => Effect.Effect<unknown, unknown, unknown>
+  const f = taken(fallback as (e: unknown) => Effect.Effect<unknown, unknown, unknown>)
   return (self: Effect.Effect<any, any, any>) => Effect.catchIf(self, p, f)
 }
 

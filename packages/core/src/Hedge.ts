@@ -57,6 +57,7 @@
  */
 import { Cause, Duration, Effect, Exit, Option, Queue, Schema, Scope } from "effect"
 import { decodeOrDie, DurationInput, Name, PositiveInt } from "./internal/options.ts"
+import * as tracing from "./internal/tracing.ts"
 
 /**
  * Options of `guard`.
@@ -65,7 +66,7 @@ import { decodeOrDie, DurationInput, Name, PositiveInt } from "./internal/option
  * @category options
  */
 export interface Options {
-  /** Shown in `InvalidOptions`; optional. */
+  /** Shown in `InvalidOptions` and on the `bulwark.hedge.attempt` spans; optional. */
   readonly name?: string | undefined
   /**
    * How long to wait for a result before starting another attempt: a finite
@@ -103,55 +104,74 @@ export const Options = Schema.Struct({
 
 const parse = decodeOrDie("Hedge.guard", Options)
 
+/** Why an attempt started: the call itself, `after` elapsed, or the previous attempt failed. */
+type Trigger = "first" | "delay" | "failure"
+
 /**
  * Runs `self` hedged. The attempts are forked into a scope of their own
  * (parallel finalizers) that is closed when the call exits, however it exits:
  * closing it interrupts the attempts still in flight and waits for them.
+ *
+ * A traced call runs each attempt in a child span `bulwark.hedge.attempt`, so
+ * that the spans of concurrent attempts are told apart and the losers show as
+ * interrupted.
  */
-const hedged = <A, E, R>(self: Effect.Effect<A, E, R>, after: Duration.Duration, maxAttempts: number) =>
-  Effect.acquireUseRelease(
-    Scope.make("parallel"),
-    (scope) =>
-      Effect.gen(function*() {
-        const exits = yield* Queue.unbounded<Exit.Exit<A, E>>()
-        const attempt = Effect.exit(self).pipe(Effect.flatMap((exit) => Queue.offer(exits, exit)))
-        let started = 0
-        let running = 0
-        const launch = Effect.suspend(() => {
-          started++
-          running++
-          return Effect.forkIn(attempt, scope)
-        })
-        const awaitNext = Queue.take(exits).pipe(Effect.map(Option.some))
-        const awaitNextOrHedge = Queue.take(exits).pipe(Effect.timeoutOption(after))
-        yield* launch
-        while (true) {
-          const next = yield* (started < maxAttempts ? awaitNextOrHedge : awaitNext)
-          if (Option.isNone(next)) {
-            // `after` elapsed without a result: hedge.
-            yield* launch
-            continue
+const hedged = <A, E, R>(self: Effect.Effect<A, E, R>, name: string, after: Duration.Duration, maxAttempts: number) =>
+  Effect.withFiber((fiber) => {
+    const traced = tracing.spanOf(fiber) !== undefined
+    return Effect.acquireUseRelease(
+      Scope.make("parallel"),
+      (scope) =>
+        Effect.gen(function*() {
+          const exits = yield* Queue.unbounded<Exit.Exit<A, E>>()
+          const report = (exit: Exit.Exit<A, E>) => Queue.offer(exits, exit)
+          const attempt = Effect.exit(self).pipe(Effect.flatMap(report))
+          let started = 0
+          let running = 0
+          const launch = (trigger: Trigger) =>
+            Effect.suspend(() => {
+              started++
+              running++
+              if (!traced) return Effect.forkIn(attempt, scope)
+              const inSpan = tracing.withChildSpan("bulwark.hedge.attempt", {
+                "bulwark.name": name,
+                "bulwark.hedge.attempt": started,
+                "bulwark.hedge.trigger": trigger
+              }, self)
+              return Effect.forkIn(Effect.exit(inSpan).pipe(Effect.flatMap(report)), scope)
+            })
+          const awaitNext = Queue.take(exits).pipe(Effect.map(Option.some))
+          const awaitNextOrHedge = Queue.take(exits).pipe(Effect.timeoutOption(after))
+          yield* launch("first")
+          while (true) {
+            const next = yield* (started < maxAttempts ? awaitNextOrHedge : awaitNext)
+            if (Option.isNone(next)) {
+              // `after` elapsed without a result: hedge.
+              yield* launch("delay")
+              continue
+            }
+            running--
+            const exit = next.value
+            if (Exit.isSuccess(exit)) return exit.value
+            if (started < maxAttempts) {
+              // A failure starts the next attempt at once.
+              yield* launch("failure")
+              continue
+            }
+            if (running === 0) return yield* Effect.failCause(exit.cause as Cause.Cause<E>)
           }
-          running--
-          const exit = next.value
-          if (Exit.isSuccess(exit)) return exit.value
-          if (started < maxAttempts) {
-            // A failure starts the next attempt at once.
-            yield* launch
-            continue
-          }
-          if (running === 0) return yield* Effect.failCause(exit.cause as Cause.Cause<E>)
-        }
-      }),
-    (scope, exit) => Scope.close(scope, exit)
-  )
+        }),
+      (scope, exit) => Scope.close(scope, exit)
+    )
+  })
 
 const compile = (options: Options) => {
   const parsed = parse(options)
   if (Effect.isEffect(parsed)) return <A, E, R>(_: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => parsed
   const { after, maxAttempts } = parsed
+  const name = parsed.name ?? "<unnamed>"
   if (maxAttempts === 1) return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => self
-  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => hedged(self, after, maxAttempts)
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => hedged(self, name, after, maxAttempts)
 }
 
 /**

@@ -45,6 +45,7 @@ import * as internal from "./internal/bulkhead.ts"
 import { EventHub } from "./internal/events.ts"
 import { pullGauge } from "./internal/metrics.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
+import * as tracing from "./internal/tracing.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 
 /**
@@ -241,9 +242,25 @@ export class KeyedState implements internal.MetricSource {
   }
 
   /** Rejections decided before a compartment is involved (closed, or no compartment to be had). */
-  rejectAtDoor(reason: "Closed" | "TooManyKeys", key: string, weight: number): Effect.Effect<never, BulkheadFull> {
-    if (!this.exposeKeys) return this.door.reject(reason, 0, weight)
+  rejectAtDoor(
+    reason: "Closed" | "TooManyKeys",
+    key: string,
+    weight: number,
+    caller: Fiber.Fiber<unknown, unknown>
+  ): Effect.Effect<never, BulkheadFull> {
+    if (!this.exposeKeys) {
+      if (caller.cache.span !== undefined) this.door.traceRejection(caller, reason)
+      return this.door.reject(reason, 0, weight)
+    }
     this.door.rejected[reason]++
+    const span = tracing.spanOf(caller)
+    if (span !== undefined) {
+      tracing.event(caller, span, "bulwark.bulkhead.rejected", {
+        "bulwark.name": this.name,
+        "bulwark.bulkhead.key": key,
+        "bulwark.bulkhead.reason": reason
+      })
+    }
     return Effect.fail(internal.fastError(this.name, key, reason, this.maxConcurrent, this.maxQueue, 0))
   }
 
@@ -402,9 +419,9 @@ const admitKeyed = <A, E, R>(
 ): Effect.Effect<A, E | BulkheadFull, R> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.withFiber((fiber: Fiber.Fiber<unknown, unknown>) => {
-      if (state.closed) return state.rejectAtDoor("Closed", key, call.weight)
+      if (state.closed) return state.rejectAtDoor("Closed", key, call.weight, fiber)
       const compartment = state.compartment(key, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe())
-      if (compartment === undefined) return state.rejectAtDoor("TooManyKeys", key, call.weight)
+      if (compartment === undefined) return state.rejectAtDoor("TooManyKeys", key, call.weight, fiber)
       return compartment.admit(fiber, self, restore, call.weight, call.timeoutMs, call.deadline)
     })
   )

@@ -6,6 +6,7 @@ import { BulkheadFull } from "../Bulkhead.ts"
 import { InvalidOptions } from "../InvalidOptions.ts"
 import { EventHub } from "./events.ts"
 import { pullCounter, pullGauge, pullHistogram } from "./metrics.ts"
+import * as tracing from "./tracing.ts"
 
 type Reason = Bulkhead.BulkheadFull["reason"]
 
@@ -64,12 +65,15 @@ export const emptyRejected = (): Record<Reason, number> => ({
   QueueTimeout: 0,
   Closed: 0,
   Oversized: 0,
-  TooManyKeys: 0
+  TooManyKeys: 0,
+  // Only a distributed bulkhead rejects for this reason; an in-process one keeps it at 0.
+  StoreUnavailable: 0
 })
 
 /** @internal */
 export const sumRejected = (rejected: Readonly<Record<Reason, number>>): number =>
-  rejected.QueueFull + rejected.QueueTimeout + rejected.Closed + rejected.Oversized + rejected.TooManyKeys
+  rejected.QueueFull + rejected.QueueTimeout + rejected.Closed + rejected.Oversized + rejected.TooManyKeys +
+  rejected.StoreUnavailable
 
 /** @internal */
 export const reasons: ReadonlyArray<Reason> = ["QueueFull", "QueueTimeout", "Closed", "Oversized", "TooManyKeys"]
@@ -138,6 +142,10 @@ export class BulkheadState {
   // errors and events
   // ---------------------------------------------------------------------------
 
+  /**
+   * Tracing is left to the callers (`traceRejection`): a bigger `reject`
+   * costs every rejection, traced or not, through lost inlining.
+   */
   reject(reason: Reason, waitedMs: number, weight: number): Effect.Effect<never, Bulkhead.BulkheadFull> {
     this.rejected[reason]++
     if (this.hub.active) {
@@ -146,6 +154,50 @@ export class BulkheadState {
     // A fresh error per rejection: callers may annotate or keep it, and a shared
     // instance would carry one caller's annotations into another's failure.
     return Effect.fail(this.makeError(reason, waitedMs))
+  }
+
+  /**
+   * A rejection decided in the caller's fiber, as an event on its span (if
+   * traced). A waiter rejected by another fiber (close, resize) has its wait
+   * span instead.
+   */
+  traceRejection(caller: Fiber.Fiber<unknown, unknown>, reason: Reason): void {
+    const span = tracing.spanOf(caller)
+    if (span === undefined) return
+    tracing.event(caller, span, "bulwark.bulkhead.rejected", this.spanAttributes({ "bulwark.bulkhead.reason": reason }))
+  }
+
+  /**
+   * `traceRejection` for a call `rejectAtDoor` just refused: its checks in its
+   * order give the reason (when the others pass, only a zero wait is left).
+   */
+  traceDoorRejection(caller: Fiber.Fiber<unknown, unknown>, weight: number): void {
+    this.traceRejection(
+      caller,
+      this.closed ? "Closed" : weight > this.maxConcurrent ? "Oversized" : this.queued >= this.maxQueue ? "QueueFull" : "QueueTimeout"
+    )
+  }
+
+  /** `bulwark.name`, the key when the keyed bulkhead exposes its keys, and `extra`. */
+  spanAttributes(extra: tracing.Attributes): tracing.Attributes {
+    const attributes: tracing.Attributes = { "bulwark.name": this.name }
+    if (this.key !== undefined) attributes["bulwark.bulkhead.key"] = this.key
+    return Object.assign(attributes, extra)
+  }
+
+  /**
+   * The wait of a queued call; in a child span `bulwark.bulkhead.wait` when
+   * the caller is traced (the call waits anyway, a span costs little next to it).
+   */
+  tracedWait(fiber: Fiber.Fiber<unknown, unknown>, waiter: Waiter, callTimeoutMs: number): Effect.Effect<void, Bulkhead.BulkheadFull> {
+    const wait = this.wait(waiter, callTimeoutMs)
+    if (tracing.spanOf(fiber) === undefined) return wait
+    return tracing.withWaitSpan(
+      "bulwark.bulkhead.wait",
+      this.spanAttributes({ "bulwark.bulkhead.weight": waiter.weight }),
+      "bulwark.bulkhead.outcome",
+      wait
+    )
   }
 
   makeError(reason: Reason, waitedMs: number): Bulkhead.BulkheadFull {
@@ -179,22 +231,27 @@ export class BulkheadState {
   ): Effect.Effect<A, E | Bulkhead.BulkheadFull, R> {
     let timeoutMs = callTimeoutMs
     if (deadline !== undefined) {
-      if (this.closed) return this.reject("Closed", 0, weight)
-      if (weight > this.maxConcurrent) return this.reject("Oversized", 0, weight)
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       // The caller's budget is spent: admitting now would only do work whose result nobody waits for.
-      if (deadline <= now) return this.reject("QueueTimeout", 0, weight)
+      const reason = this.closed ? "Closed" : weight > this.maxConcurrent ? "Oversized" : deadline <= now ? "QueueTimeout" : undefined
+      if (reason !== undefined) {
+        if (fiber.cache.span !== undefined) this.traceRejection(fiber, reason)
+        return this.reject(reason, 0, weight)
+      }
       if (deadline - now < timeoutMs) timeoutMs = deadline - now
     }
     const seq = this.tryAdmit(weight)
     if (seq !== 0) return this.run(self, restore, weight, seq)
     const rejected = this.rejectAtDoor(weight, timeoutMs)
-    if (rejected !== undefined) return rejected
+    if (rejected !== undefined) {
+      if (fiber.cache.span !== undefined) this.traceDoorRejection(fiber, weight)
+      return rejected
+    }
     const waiter = this.enqueueWaiter(fiber, weight)
     // Only the wait is interruptible; whatever interrupts it, `settleWaiter`
     // gives back the place in the queue or the permits granted a moment before.
     return Effect.flatMap(
-      Effect.onInterrupt(restore(this.wait(waiter, timeoutMs)), () => Effect.sync(() => this.settleWaiter(waiter, undefined))),
+      Effect.onInterrupt(restore(this.tracedWait(fiber, waiter, timeoutMs)), () => Effect.sync(() => this.settleWaiter(waiter, undefined))),
       () => this.run(self, restore, weight, waiter.seq)
     )
   }

@@ -1,7 +1,9 @@
 import { Cause, Clock, Duration, Effect, Metric, Random, Schedule } from "effect"
+import * as Context from "effect/Context"
+import * as Fiber from "effect/Fiber"
 import { EventHub } from "./events.ts"
 import { pullCounter, pullGauge } from "./metrics.ts"
-import type * as Context from "effect/Context"
+import * as tracing from "./tracing.ts"
 import type * as Retry from "../Retry.ts"
 
 // -----------------------------------------------------------------------------
@@ -82,6 +84,19 @@ export const retryAfterMs = (error: unknown): number => {
 export type StopReason = Retry.StopReason
 
 /**
+ * The time (epoch ms) after which a retry inside it would only be cut off: a
+ * `Policy` with an overall `timeout` sets it for the call, so the retry stops
+ * at once with the real error instead of sleeping into the timeout. Counted
+ * from when the policy's timeout stage starts, so time spent queueing between
+ * it and the retry counts.
+ *
+ * @internal
+ */
+export const Deadline: Context.Reference<number> = Context.Reference<number>("@bulwark/core/Retry/Deadline", {
+  defaultValue: () => Infinity
+})
+
+/**
  * The retry state of one guarded call (or one `Effect.retry` run of a
  * schedule): how many attempts ran, when the first started, the previous
  * backoff (for decorrelated jitter).
@@ -93,9 +108,12 @@ export class Attempts {
   readonly config: Config
   /** The decision of the last failure: a delay in ms, or why the call stops. */
   delayMs = 0
-  constructor(config: Config, startedAt: number) {
+  /** Epoch ms after which no retry may start: an enclosing deadline (see {@link Deadline}). */
+  readonly deadline: number
+  constructor(config: Config, startedAt: number, deadline: number) {
     this.config = config
     this.startedAt = startedAt
+    this.deadline = deadline
     this.previousMs = config.baseMs
   }
 
@@ -113,7 +131,10 @@ export class Attempts {
     const hint = retryAfterMs(error)
     const delay = hint > backoff ? hint : backoff
     // An infinite hint (an isolated circuit) would sleep forever even without a maxElapsed.
-    if (delay === Infinity || now - this.startedAt + delay > config.maxElapsedMs) return "MaxElapsed"
+    // At the deadline itself the timeout fires first (its timer was set first): not worth sleeping for.
+    if (delay === Infinity || now - this.startedAt + delay > config.maxElapsedMs || now + delay >= this.deadline) {
+      return "MaxElapsed"
+    }
     if (config.budget !== undefined && !config.budget.tryWithdraw(now)) return "BudgetRefused"
     this.previousMs = backoff
     this.delayMs = delay
@@ -235,6 +256,39 @@ export const registerMetrics = (context: Context.Context<never>, state: RetrySta
 }
 
 // -----------------------------------------------------------------------------
+// tracing
+// -----------------------------------------------------------------------------
+
+/**
+ * A failed attempt, on the retrying fiber's current span (if traced): a
+ * `retrying` event with the attempt that failed and the delay before the
+ * next, or a `stopped` event saying why there is no next. Only failures get
+ * here, so a call that succeeds at once pays nothing.
+ */
+const traceFailure = (
+  fiber: Fiber.Fiber<unknown, unknown>,
+  config: Config,
+  attempts: Attempts,
+  stop: StopReason | undefined
+): void => {
+  const span = tracing.spanOf(fiber)
+  if (span === undefined) return
+  if (stop === undefined) {
+    tracing.event(fiber, span, "bulwark.retry.retrying", {
+      "bulwark.name": config.name,
+      "bulwark.retry.attempt": attempts.attempt,
+      "bulwark.retry.delay_ms": attempts.delayMs
+    })
+  } else {
+    tracing.event(fiber, span, "bulwark.retry.stopped", {
+      "bulwark.name": config.name,
+      "bulwark.retry.reason": stop,
+      "bulwark.retry.attempts": attempts.attempt
+    })
+  }
+}
+
+// -----------------------------------------------------------------------------
 // the guard and the schedule
 // -----------------------------------------------------------------------------
 
@@ -257,7 +311,7 @@ export const retryLoop = <A, E, R>(
       state.calls++
       state.attempts++
     }
-    const attempts = new Attempts(config, startedAt)
+    const attempts = new Attempts(config, startedAt, fiber.getRef(Deadline))
     const nextAttempt = Effect.suspend(() => {
       attempts.attempt++
       if (state !== undefined) {
@@ -279,6 +333,7 @@ export const retryLoop = <A, E, R>(
         const error = typedErrorOf(cause)
         if (error === noError) return Effect.failCause(cause)
         const stop = attempts.decide(error, clock.currentTimeMillisUnsafe(), fiber.getRef(Random.Random))
+        traceFailure(fiber, config, attempts, stop)
         if (stop !== undefined) {
           if (state !== undefined) state.stopped(stop, attempts.attempt)
           return Effect.failCause(cause)
@@ -309,10 +364,13 @@ export const toSchedule = (
       state.calls++
       state.attempts++
     }
-    const attempts = new Attempts(config, startedAt)
+    const attempts = new Attempts(config, startedAt, fiber.getRef(Deadline))
     const random = fiber.getRef(Random.Random)
     return Effect.succeed((now: number, error: unknown) => {
       const stop = attempts.decide(error, now, random)
+      // A step runs in the retrying fiber, whose span is the one to annotate.
+      const current = Fiber.getCurrent()
+      if (current !== undefined) traceFailure(current, config, attempts, stop)
       if (stop !== undefined) {
         if (state !== undefined) state.stopped(stop, attempts.attempt)
         return Cause.done(attempts.attempt - 1)

@@ -1,7 +1,9 @@
 import { Duration, Effect, Metric } from "effect"
+import type * as Context from "effect/Context"
+import * as Fiber from "effect/Fiber"
 import { EventHub } from "./events.ts"
 import { pullCounter } from "./metrics.ts"
-import type * as Context from "effect/Context"
+import * as tracing from "./tracing.ts"
 import type * as Timeout from "../Timeout.ts"
 import { TimeoutExceeded } from "../Timeout.ts"
 import type * as Timeouts from "../Timeouts.ts"
@@ -112,6 +114,22 @@ export class TimeoutsState {
 
 
 /**
+ * The expiry, as an event on the current span (if traced) of the fiber that
+ * notices it: the caller's, or the timer fiber it forked, which inherits the
+ * caller's span.
+ */
+const traceExpiry = (name: string, after: Duration.Duration): void => {
+  const fiber = Fiber.getCurrent()
+  if (fiber === undefined) return
+  const span = tracing.spanOf(fiber)
+  if (span === undefined) return
+  tracing.event(fiber, span, "bulwark.timeout.expired", {
+    "bulwark.name": name,
+    "bulwark.timeout.after_ms": Duration.toMillis(after)
+  })
+}
+
+/**
  * Runs `self` with a time limit. `table` is the `Timeouts` table in the
  * caller's context, if any: the call is counted there whatever its guard.
  *
@@ -129,6 +147,7 @@ export const runWithin = <A, E, R>(
     // The budget is spent before the call starts: failing at once is the only
     // deterministic answer (a race against a zero sleep depends on scheduling).
     if (counters !== undefined) table!.expire(counters, after)
+    traceExpiry(name, after)
     return Effect.fail(fastError(name, after))
   }
   // What `Effect.timeoutOrElse` does (race, interrupt the loser, wait for its
@@ -137,6 +156,7 @@ export const runWithin = <A, E, R>(
     self,
     Effect.flatMap(Effect.sleep(after), () => {
       if (counters !== undefined) table!.expire(counters, after)
+      traceExpiry(name, after)
       return Effect.fail(fastError(name, after))
     })
   )
