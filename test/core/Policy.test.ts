@@ -52,7 +52,6 @@ describe("Policy rule: one canonical order, outermost first", () => {
       assert.include(description.text, "timeout         5s for the whole call")
       assert.include(description.text, `"payments": 10 at once, 20 queued`)
       assert.include(description.text, "up to 3 attempts")
-      assert.include(description.text, "none after 5s")
       assert.match(description.text, /9\. call +the guarded effect/)
     }).pipe(Effect.scoped))
 
@@ -220,6 +219,34 @@ describe("Policy rule: the stages behave as the order says", () => {
       assert.strictEqual((yield* CircuitBreaker.state(breaker)).state, "Closed")
     }).pipe(Effect.scoped))
 
+  it.effect("time queued in the bulkhead counts against the deadline the retry honours", () =>
+    Effect.gen(function*() {
+      const bulkhead = yield* Bulkhead.make({ name: "b", maxConcurrent: 1, maxQueue: 1 })
+      const breaker = yield* CircuitBreaker.make({ name: "c", trip: CircuitBreaker.consecutive(1), openFor: "300 millis" })
+      const policy = yield* Policy.make({
+        name: "p",
+        timeout: "500 millis",
+        bulkhead,
+        retry: noJitter({ maxAttempts: 3, base: "10 millis" }),
+        circuitBreaker: breaker,
+        order: ["timeout", "bulkhead", "retry", "circuitBreaker"]
+      })
+      const holder = yield* Effect.sleep("300 millis").pipe(Policy.guard(policy), Effect.forkChild)
+      yield* settle
+      const queued = yield* Effect.fail(new HttpError({ status: 503 })).pipe(Policy.guard(policy), Effect.forkChild)
+      yield* TestClock.adjust("300 millis")
+      yield* Fiber.join(holder)
+      yield* settle
+      // Admitted at 300 ms, it failed and opened the circuit for 300 ms; its retry at 310 ms got
+      // CircuitOpen with a retryAfter of 290 ms: 600 ms is past the 500 ms deadline, so the retry
+      // returns that error at once instead of sleeping into TimeoutExceeded.
+      yield* TestClock.adjust("10 millis")
+      yield* settle
+      const exit = queued.pollUnsafe()
+      assert.isDefined(exit, "the call must be over at 310 ms")
+      assert.instanceOf(failure(exit!), CircuitOpen)
+    }).pipe(Effect.scoped))
+
   it.effect("the overall timeout bounds queueing, attempts and backoff together", () =>
     Effect.gen(function*() {
       const policy = yield* Policy.make({
@@ -314,7 +341,7 @@ describe("Policy rule: an explicit order, checked", () => {
       assert.isTrue(lines.some((l) => l.startsWith("timeout: ")))
       assert.isTrue(lines.some((l) => l.startsWith("attemptTimeout: Expected a duration > 0")))
       assert.isTrue(lines.some((l) => l.startsWith("hedge.maxAttempts: ")))
-      assert.isTrue(lines.some((l) => l.startsWith("bulkhead: Expected a Bulkhead or its key")))
+      assert.isTrue(lines.some((l) => l.startsWith("bulkhead: Expected a Bulkhead, its key, or an effect that makes one")))
     }))
 
   it.effect("known-bad orders give typed warnings; warnings: \"fail\" makes them an InvalidOptions", () =>

@@ -11,7 +11,9 @@
  *
  * 1. `fallback`: sees every failure, rejections and timeouts included.
  * 2. `timeout`: the deadline of the whole call, queueing and backoff included.
- * 3. `hedge`: each hedged attempt passes every stage below on its own.
+ * 3. `hedge`: each hedged attempt passes every stage below on its own, so it
+ *    takes its own slot and runs its own retries: hedging 2 attempts of a
+ *    3-attempt retry can make 6 calls to the dependency.
  * 4. `bulkhead`: one slot per call, held across its retries, so retries
  *    cannot multiply the concurrency and a `BulkheadFull` is final.
  * 5. `retry`: honours the `retryAfter` of a `CircuitOpen` or `RateLimited`
@@ -55,13 +57,15 @@
  *
  * @since 0.1.0
  */
-import { Cause, Config, Context, Duration, Effect, Exit, Layer, Schedule, Schema, SchemaIssue, SchemaTransformation, Scope } from "effect"
+import { Cause, Clock, Config, Context, Duration, Effect, Exit, Layer, Schedule, Schema, SchemaIssue, SchemaTransformation, Scope } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import * as Bulkhead from "./Bulkhead.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
 import * as Hedge from "./Hedge.ts"
 import { EventHub } from "./internal/events.ts"
+import { Deadline } from "./internal/retry.ts"
+import * as tracing from "./internal/tracing.ts"
 import { pullCounter } from "./internal/metrics.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
 import { InvalidOptions } from "./InvalidOptions.ts"
@@ -120,9 +124,10 @@ export const canonicalOrder: ReadonlyArray<Stage> = Stage.literals
  * - `RetryIgnoresRetryAfter`: a retry given as a plain `Schedule` outside a
  *   breaker or rate limiter retries their rejections on its own timing
  *   instead of their `retryAfter`.
- * - `BreakerBeforeAdmission`: the breaker admits a half-open probe that the
- *   bulkhead or rate limiter inside it then rejects, and counts the
- *   rejection as a failure of the dependency.
+ * - `BreakerBeforeAdmission`: the breaker counts every rejection of the
+ *   bulkhead or rate limiter inside it as a failure of the dependency (a
+ *   saturated bulkhead alone can open the circuit), and a half-open probe it
+ *   admits can be rejected before reaching the dependency.
  * - `AttemptTimeoutOutsideBreaker`: a timed-out attempt reaches the breaker
  *   as an interruption, which it ignores: a hung dependency never trips it.
  * - `AttemptTimeoutOutsideRetry`: the attempt timeout bounds all attempts
@@ -230,16 +235,28 @@ export type Rejection = Bulkhead.BulkheadFull | CircuitBreaker.CircuitOpen | Rat
  */
 export type FallbackInput = Effect.Effect<any, any, any> | ((error: unknown) => Effect.Effect<any, any, any>)
 
+/**
+ * A primitive given to a policy: the instance, its service key (resolved when
+ * the policy is made), or the effect that makes it (run in the policy's
+ * scope, as in `bulkhead: Bulkhead.make({ ... })`).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export type Component<A> = A | Context.Key<any, A> | Effect.Effect<A, InvalidOptions, Scope.Scope>
+
 type RetryInput =
   | Retry.Policy<any>
   | Retry.Retry<any>
   | Context.Key<any, Retry.Retry<any>>
+  | Effect.Effect<Retry.Retry<any>, InvalidOptions, Scope.Scope>
   | Schedule.Schedule<any, any, never, any>
 
 /**
- * The options of {@link make}. Instances may be given directly or as service
- * keys (resolved when the policy is made, so `make` and `layer` require
- * them).
+ * The options of {@link make}. The primitives may be given as instances,
+ * service keys (resolved when the policy is made, so `make` and `layer`
+ * require them) or the effects that make them (run in the policy's scope):
+ * see {@link Component}.
  *
  * @since 0.1.0
  * @category options
@@ -252,15 +269,17 @@ export interface Options {
   /** The deadline of each attempt: a finite duration > 0. */
   readonly attemptTimeout?: Duration.Input | undefined
   /**
-   * A `Retry.Policy` (made into a `Retry` instance named after the policy,
-   * with its `maxElapsed` capped by `timeout`), a `Retry` instance or key, or
-   * an Effect `Schedule` (which does not honour `retryAfter`).
+   * A `Retry.Policy` (made into a `Retry` instance named after the policy),
+   * a `Retry` instance, key or the effect that makes one, or an Effect
+   * `Schedule` (which does not honour `retryAfter`). Inside `timeout`, a
+   * `Retry` never starts an attempt past the call's deadline: it stops at
+   * once with the last error.
    */
   readonly retry?: RetryInput | undefined
-  readonly rateLimiter?: RateLimiter.RateLimiter | Context.Key<any, RateLimiter.RateLimiter> | undefined
-  readonly bulkhead?: Bulkhead.Bulkhead | Context.Key<any, Bulkhead.Bulkhead> | undefined
+  readonly rateLimiter?: Component<RateLimiter.RateLimiter> | undefined
+  readonly bulkhead?: Component<Bulkhead.Bulkhead> | undefined
   /** A breaker without `keys`: a policy has no per-call key. */
-  readonly circuitBreaker?: CircuitBreaker.CircuitBreaker | Context.Key<any, CircuitBreaker.CircuitBreaker> | undefined
+  readonly circuitBreaker?: Component<CircuitBreaker.CircuitBreaker> | undefined
   readonly hedge?: Omit<Hedge.Options, "name"> | undefined
   /** Replaces any typed failure that reaches it; its own errors are the policy's. */
   readonly fallback?: FallbackInput | undefined
@@ -350,8 +369,9 @@ export type PolicyOrKey<P extends Policy<any, any, any> = Policy<any, any, any>,
 // -----------------------------------------------------------------------------
 
 /**
- * Reasons of the failure and fallback counters: the rejections, then any
- * other typed error, then defects.
+ * Reasons of the failure counters: the rejections, then any other typed
+ * error, then defects (a fallback sees typed failures only, so its counters
+ * have no `Defect`).
  *
  * @since 0.1.0
  * @category observability
@@ -423,7 +443,7 @@ const positiveDuration = DurationInput.check(
 )
 
 const isRetryInput = (u: unknown): u is RetryInput =>
-  Retry.isPolicy(u) || Retry.isRetry(u) || Context.isKey(u) || Schedule.isSchedule(u)
+  Retry.isPolicy(u) || Retry.isRetry(u) || Context.isKey(u) || Schedule.isSchedule(u) || Effect.isEffect(u)
 
 const isFallbackInput = (u: unknown): u is FallbackInput => typeof u === "function" || Effect.isEffect(u)
 
@@ -438,17 +458,20 @@ export const Options = Schema.Struct({
   name: Name,
   timeout: Schema.optional(positiveDuration),
   attemptTimeout: Schema.optional(positiveDuration),
-  retry: Schema.optional(declared(isRetryInput, "a Retry.policy, a Retry instance or key, or a Schedule")),
+  retry: Schema.optional(declared(isRetryInput, "a Retry.policy, a Retry instance, key or effect, or a Schedule")),
   rateLimiter: Schema.optional(
-    declared((u): u is unknown => RateLimiter.isRateLimiter(u) || Context.isKey(u), "a RateLimiter or its key")
+    declared(
+      (u): u is unknown => RateLimiter.isRateLimiter(u) || Effect.isEffect(u),
+      "a RateLimiter, its key, or an effect that makes one"
+    )
   ),
   bulkhead: Schema.optional(
-    declared((u): u is unknown => Bulkhead.isBulkhead(u) || Context.isKey(u), "a Bulkhead or its key")
+    declared((u): u is unknown => Bulkhead.isBulkhead(u) || Effect.isEffect(u), "a Bulkhead, its key, or an effect that makes one")
   ),
   circuitBreaker: Schema.optional(
     declared(
-      (u): u is unknown => CircuitBreaker.isCircuitBreaker(u) || Context.isKey(u),
-      "a CircuitBreaker or its key"
+      (u): u is unknown => CircuitBreaker.isCircuitBreaker(u) || Effect.isEffect(u),
+      "a CircuitBreaker, its key, or an effect that makes one"
     )
   ),
   hedge: Schema.optional(Schema.Struct({ after: positiveDuration, maxAttempts: PositiveInt })),
@@ -521,7 +544,7 @@ export const check = (
     if (outside("circuitBreaker", admission)) {
       warn(
         "BreakerBeforeAdmission",
-        `circuitBreaker outside the ${admission}: a half-open probe can be admitted and then rejected by the ${admission}, and the breaker counts that rejection as a failure of the dependency; check the ${admission} first`
+        `circuitBreaker outside the ${admission}: the breaker counts every rejection of the ${admission} as a failure of the dependency (a saturated ${admission} alone can open the circuit), and a half-open probe it admits can be rejected before it reaches the dependency; check the ${admission} first`
       )
     }
   }
@@ -596,26 +619,20 @@ interface Resolved {
   readonly retry?: Retry.Retry<any> | Schedule.Schedule<any, any, never, any> | undefined
 }
 
-const resolve = <A>(value: unknown): Effect.Effect<A | undefined> =>
-  value === undefined ? Effect.undefined : Context.isKey(value) ? (value as unknown as Effect.Effect<A>) : Effect.succeed(value as A)
+// A service key is itself an effect (of its service), so keys and effects that
+// make the primitive resolve alike; only an instance is taken as it is.
+const resolve = <A>(value: unknown, isInstance: (u: unknown) => boolean): Effect.Effect<A | undefined, InvalidOptions, Scope.Scope> =>
+  value === undefined ? Effect.undefined : isInstance(value) ? Effect.succeed(value as A) : (value as Effect.Effect<A, InvalidOptions, Scope.Scope>)
 
 const resolveRetry = (
   name: string,
-  retry: RetryInput | undefined,
-  timeout: Duration.Duration | undefined
+  retry: RetryInput | undefined
 ): Effect.Effect<Retry.Retry<any> | Schedule.Schedule<any, any, never, any> | undefined, InvalidOptions, Scope.Scope> => {
   if (retry === undefined) return Effect.undefined
-  if (Retry.isPolicy(retry)) {
-    // A retry that would start after the deadline only waits to be cut off;
-    // capping maxElapsed makes it stop at once with the real error instead.
-    const given = retry.options.maxElapsed
-    const maxElapsed = timeout === undefined ? given
-      : given === undefined ? timeout
-      : Duration.min(Duration.fromInputUnsafe(given), timeout)
-    return Retry.make({ ...retry.options, name, maxElapsed })
-  }
+  // An instance of its own gives the policy's retries stats, metrics and events.
+  if (Retry.isPolicy(retry)) return Retry.make({ ...retry.options, name })
   if (Schedule.isSchedule(retry)) return Effect.succeed(retry)
-  return resolve<Retry.Retry<any>>(retry)
+  return resolve<Retry.Retry<any>>(retry, Retry.isRetry)
 }
 
 const stageWrap = (
@@ -637,8 +654,19 @@ const stageWrap = (
           return handle(error)
         })
     }
-    case "timeout":
-      return Timeout.guard({ name, after: decoded.timeout! })
+    case "timeout": {
+      const guard = Timeout.guard({ name, after: decoded.timeout! })
+      // Any Bulwark retry inside the deadline (the policy's, or one in the
+      // guarded effect) stops at once, with the real error, when its next
+      // attempt would start past it, instead of sleeping into the timeout;
+      // time spent queueing before the retry counts.
+      const ms = Duration.toMillis(decoded.timeout!)
+      return (self) =>
+        Effect.withFiber((fiber) => {
+          const deadline = Math.min(fiber.getRef(Deadline), fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() + ms)
+          return guard(Effect.provideService(self, Deadline, deadline))
+        })
+    }
     case "attemptTimeout":
       return Timeout.guard({ name: `${name}.attempt`, after: decoded.attemptTimeout! })
     case "hedge":
@@ -681,12 +709,17 @@ const registerMetrics = (context: Context.Context<never>, state: PolicyState) =>
       pullCounter(context, "bulwark.policy.failed", "Calls that failed, by the reason that came out", {
         ...attributes,
         reason
-      }, () => state.failed[reason]),
-      pullCounter(context, "bulwark.policy.fallbacks", "Failures a fallback replaced, by reason", {
-        ...attributes,
-        reason
-      }, () => state.fallbacks[reason])
+      }, () => state.failed[reason])
     )
+    // A fallback sees typed failures only: there is no Defect series.
+    if (reason !== "Defect") {
+      registrations.push(
+        pullCounter(context, "bulwark.policy.fallbacks", "Failures a fallback replaced, by reason", {
+          ...attributes,
+          reason
+        }, () => state.fallbacks[reason])
+      )
+    }
   }
   return registrations
 }
@@ -696,8 +729,9 @@ const compiled = new WeakMap<object, Wrap>()
 /**
  * Makes a policy. Keys given for the primitives are resolved now, so the
  * policy's guard adds no requirement of its own. A `Retry.Policy` becomes a
- * `Retry` instance named after the policy (with stats and metrics), whose
- * `maxElapsed` is capped by `timeout`. Fails with `InvalidOptions` for bad
+ * `Retry` instance named after the policy (with stats and metrics); inside
+ * `timeout` it stops at once when its next attempt would start past the
+ * call's deadline. Fails with `InvalidOptions` for bad
  * options, a bad order, a keyed breaker, or any {@link Warning} when
  * `warnings: "fail"`.
  *
@@ -739,13 +773,13 @@ export const make = <const O extends Options>(
     })
     const mode = decoded.warnings ?? "log"
     if (mode === "fail" && warnings.length > 0) {
-      return yield* invalid(warnings.map((w) => `order: ${w.code}: ${w.message}`))
+      return yield* invalid(warnings.map((w) => `${w.code === "AttemptTimeoutNotShorter" ? "attemptTimeout" : "order"}: ${w.code}: ${w.message}`))
     }
     const resolved: Resolved = {
-      bulkhead: yield* resolve<Bulkhead.Bulkhead>(decoded.bulkhead),
-      circuitBreaker: yield* resolve<CircuitBreaker.CircuitBreaker>(decoded.circuitBreaker),
-      rateLimiter: yield* resolve<RateLimiter.RateLimiter>(decoded.rateLimiter),
-      retry: yield* resolveRetry(name, decoded.retry as RetryInput | undefined, decoded.timeout)
+      bulkhead: yield* resolve<Bulkhead.Bulkhead>(decoded.bulkhead, Bulkhead.isBulkhead),
+      circuitBreaker: yield* resolve<CircuitBreaker.CircuitBreaker>(decoded.circuitBreaker, CircuitBreaker.isCircuitBreaker),
+      rateLimiter: yield* resolve<RateLimiter.RateLimiter>(decoded.rateLimiter, RateLimiter.isRateLimiter),
+      retry: yield* resolveRetry(name, decoded.retry as RetryInput | undefined)
     }
     if (resolved.circuitBreaker?.keyed === true) {
       return yield* invalid([
@@ -780,7 +814,7 @@ export const make = <const O extends Options>(
     } satisfies Components
     policy.state = state
     compiled.set(policy, run)
-    details.set(policy, order.map((stage) => ({ stage, detail: detailOf(stage, policy, decoded) })))
+    decodedOf.set(policy, decoded)
     return policy as Policy<ErrorOf<O>, ServicesOf<O>, FallbackOf<O>>
   })
 
@@ -790,8 +824,8 @@ export const make = <const O extends Options>(
  * **Example** (A policy as a Layer service)
  *
  * ```ts
- * import { Bulkhead, Policy, RateLimited } from "@bulwark/core"
- * import { Context, Effect } from "effect"
+ * import { Bulkhead, Policy } from "@bulwark/core"
+ * import { Context } from "effect"
  *
  * class Search extends Context.Service<Search, Policy.Policy<Bulkhead.BulkheadFull>>()("app/Search") {}
  *
@@ -817,9 +851,14 @@ export const layer = <I, const O extends Options>(
 const runGuarded = (policy: Policy<unknown, unknown, unknown>, self: Effect.Effect<any, any, any>) => {
   const state = policy.state
   const run = compiled.get(policy)!
-  return Effect.suspend(() => {
+  return Effect.withFiber((fiber) => {
     state.calls++
-    return Effect.onExit(run(self), (exit) => {
+    // A span of its own only under a recording tracer and a caller's span:
+    // the stages' events then group under the policy that raised them.
+    const guarded = tracing.spanOf(fiber) === undefined
+      ? run(self)
+      : tracing.withChildSpan("bulwark.policy", { "bulwark.name": state.name }, run(self))
+    return Effect.onExit(guarded, (exit) => {
       if (Exit.isSuccess(exit)) {
         state.succeeded++
         return Effect.void
@@ -906,7 +945,7 @@ export interface Description {
   readonly text: string
 }
 
-const details = new WeakMap<object, ReadonlyArray<StageDescription>>()
+const decodedOf = new WeakMap<object, Decoded>()
 
 const detailOf = (stage: Stage, policy: Policy<unknown, unknown, unknown>, decoded: Decoded): string => {
   const c = policy.components
@@ -935,7 +974,7 @@ const detailOf = (stage: Stage, policy: Policy<unknown, unknown, unknown>, decod
       const elapsed = cfg.maxElapsedMs === Infinity ? "" : `, none after ${Duration.format(Duration.millis(cfg.maxElapsedMs))}`
       return `up to ${cfg.maxAttempts} attempts, backoff ${Duration.format(Duration.millis(cfg.baseMs))} to ${
         Duration.format(Duration.millis(cfg.maxMs))
-      }, ${cfg.jitter} jitter${elapsed}`
+      }, ${cfg.jitter === "none" ? "no" : cfg.jitter} jitter${elapsed}`
     }
   }
 }
@@ -961,7 +1000,7 @@ const textOf = (name: string, stages: ReadonlyArray<StageDescription>, warnings:
  * declare const payments: Policy.Policy<Policy.Rejection>
  * console.log(Policy.describe(payments).text)
  * // policy "payments", outermost first:
- * //   1. timeout         5 seconds for the whole call
+ * //   1. timeout         5s for the whole call
  * //   ...
  * ```
  *
@@ -969,7 +1008,9 @@ const textOf = (name: string, stages: ReadonlyArray<StageDescription>, warnings:
  * @category describe
  */
 export const describe = (policy: Policy<unknown, unknown, unknown>): Description => {
-  const stages = details.get(policy) ?? []
+  // Computed now: a bulkhead may have been resized since the policy was made.
+  const decoded = decodedOf.get(policy)!
+  const stages = policy.order.map((stage) => ({ stage, detail: detailOf(stage, policy, decoded) }))
   return { name: policy.name, stages, warnings: policy.warnings, text: textOf(policy.name, stages, policy.warnings) }
 }
 
@@ -994,7 +1035,7 @@ export interface Snapshot {
   /** Calls that failed, by the reason that came out of the policy. */
   readonly failed: Readonly<Record<Reason, number>>
   /** Failures a fallback replaced, by reason. */
-  readonly fallbacks: Readonly<Record<Reason, number>>
+  readonly fallbacks: Readonly<Record<Exclude<Reason, "Defect">, number>>
 }
 
 /**
@@ -1016,7 +1057,13 @@ const snapshotOf = (s: PolicyState): Snapshot => ({
   succeeded: s.succeeded,
   interrupted: s.interrupted,
   failed: { ...s.failed },
-  fallbacks: { ...s.fallbacks }
+  fallbacks: {
+    BulkheadFull: s.fallbacks.BulkheadFull,
+    CircuitOpen: s.fallbacks.CircuitOpen,
+    RateLimited: s.fallbacks.RateLimited,
+    TimeoutExceeded: s.fallbacks.TimeoutExceeded,
+    Error: s.fallbacks.Error
+  }
 })
 
 /**
@@ -1123,9 +1170,30 @@ const WindowText = Schema.String.pipe(
   )
 )
 
-const atLeastOneTrip = Schema.makeFilter((b: { readonly consecutiveFailures?: number; readonly failureRate?: unknown }) =>
-  b.consecutiveFailures === undefined && b.failureRate === undefined
-    ? { path: ["consecutiveFailures"], issue: "Expected consecutiveFailures or failureRate (or both)" }
+const breakerTrips = Schema.makeFilter((b: {
+  readonly consecutiveFailures?: number
+  readonly failureRate?: number
+  readonly minimumCalls?: number
+  readonly window?: unknown
+}) => {
+  if (b.consecutiveFailures === undefined && b.failureRate === undefined) {
+    return { path: ["consecutiveFailures"], issue: "Expected consecutiveFailures or failureRate (or both)" }
+  }
+  if (b.failureRate !== undefined) {
+    if (b.minimumCalls === undefined) return { path: ["minimumCalls"], issue: "Expected minimumCalls with failureRate" }
+    if (b.window === undefined) return { path: ["window"], issue: "Expected window with failureRate" }
+  } else if (b.minimumCalls !== undefined || b.window !== undefined) {
+    return {
+      path: [b.minimumCalls !== undefined ? "minimumCalls" : "window"],
+      issue: "Expected failureRate: minimumCalls and window belong to it"
+    }
+  }
+  return undefined
+})
+
+const burstFits = Schema.makeFilter((l: { readonly algorithm: string; readonly burst?: number }) =>
+  l.burst !== undefined && (l.algorithm === "fixed-window" || l.algorithm === "sliding-window")
+    ? { path: ["burst"], issue: `Expected no burst with ${l.algorithm}: a window has a limit only` }
     : undefined
 )
 
@@ -1172,21 +1240,24 @@ export const Settings = Schema.Struct({
     maxQueue: Schema.optionalKey(NonNegativeInt),
     queueTimeout: Schema.optionalKey(DurationText)
   })),
-  circuitBreaker: Schema.optionalKey(
+  // Sections are one word (`breaker`, `limiter`) and flat: Effect's environment
+  // provider finds a group by splitting variable names on "_", so a group
+  // named CIRCUIT_BREAKER or FAILURE_RATE would never be found (leaf keys of
+  // several words are fine: they are looked up whole).
+  breaker: Schema.optionalKey(
     Schema.Struct({
       consecutiveFailures: Schema.optionalKey(PositiveInt),
-      failureRate: Schema.optionalKey(Schema.Struct({
-        threshold: Ratio,
-        minimumCalls: PositiveInt,
-        window: WindowText
-      })),
+      /** The failure-rate trip's threshold, a ratio in (0, 1]; needs `minimumCalls` and `window`. */
+      failureRate: Schema.optionalKey(Ratio),
+      minimumCalls: Schema.optionalKey(PositiveInt),
+      window: Schema.optionalKey(WindowText),
       openFor: PositiveDurationText,
       probes: Schema.optionalKey(PositiveInt),
       successesToClose: Schema.optionalKey(PositiveInt),
       probeTimeout: Schema.optionalKey(PositiveDurationText)
-    }).check(atLeastOneTrip)
+    }).check(breakerTrips)
   ),
-  rateLimiter: Schema.optionalKey(Schema.Struct({
+  limiter: Schema.optionalKey(Schema.Struct({
     algorithm: Schema.Literals(["token-bucket", "gcra", "fixed-window", "sliding-window"]),
     /** Calls per `per` (the bucket's refill, the GCRA rate, the window's limit). */
     limit: PositiveInt,
@@ -1195,7 +1266,7 @@ export const Settings = Schema.Struct({
     burst: Schema.optionalKey(PositiveInt),
     onExceeded: Schema.optionalKey(Schema.Literals(["wait", "fail"])),
     maxWait: Schema.optionalKey(DurationText)
-  })),
+  }).check(burstFits)),
   hedge: Schema.optionalKey(Schema.Struct({
     after: PositiveDurationText,
     maxAttempts: PositiveInt
@@ -1209,11 +1280,15 @@ export const Settings = Schema.Struct({
 export type Settings = typeof Settings.Type
 
 /**
- * Reads {@link Settings} from the current `ConfigProvider` under `path` (by
- * default the environment: `PAYMENTS_TIMEOUT`, `PAYMENTS_BULKHEAD_MAXCONCURRENT`;
- * with `ConfigProvider.constantCase`, `PAYMENTS_BULKHEAD_MAX_CONCURRENT`). A
- * bad value fails with a `ConfigError` whose message names the key and the
- * rule.
+ * Reads {@link Settings} from the current `ConfigProvider` under `path`. The
+ * default provider reads the environment with the path as written
+ * (`payments_bulkhead_maxConcurrent`); with
+ * `ConfigProvider.fromEnv().pipe(ConfigProvider.constantCase)` the variables
+ * are `PAYMENTS_TIMEOUT`, `PAYMENTS_BULKHEAD_MAX_CONCURRENT`,
+ * `PAYMENTS_BREAKER_OPEN_FOR`. Give a one-word path (or a path of one-word
+ * segments): the environment provider finds groups by splitting names on
+ * `_`. A bad value fails with a `ConfigError` whose message names the key
+ * path and the rule (the first bad key only: Effect's `Config` stops there).
  *
  * **Example** (From JSON)
  *
@@ -1274,22 +1349,24 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
   Effect.gen(function*() {
     const s = settings
     const bulkhead = s.bulkhead === undefined ? undefined : yield* Bulkhead.make({ name, ...s.bulkhead })
-    const circuitBreaker = s.circuitBreaker === undefined ? undefined : yield* CircuitBreaker.make({
+    const b = s.breaker
+    const circuitBreaker = b === undefined ? undefined : yield* CircuitBreaker.make({
       name,
       trip: [
-        ...(s.circuitBreaker.consecutiveFailures === undefined
-          ? []
-          : [CircuitBreaker.consecutive(s.circuitBreaker.consecutiveFailures)]),
-        ...(s.circuitBreaker.failureRate === undefined ? [] : [CircuitBreaker.failureRate(s.circuitBreaker.failureRate)])
+        ...(b.consecutiveFailures === undefined ? [] : [CircuitBreaker.consecutive(b.consecutiveFailures)]),
+        ...(b.failureRate === undefined ? [] : [
+          CircuitBreaker.failureRate({ threshold: b.failureRate, minimumCalls: b.minimumCalls!, window: b.window! })
+        ])
       ],
-      openFor: s.circuitBreaker.openFor,
+      openFor: b.openFor,
+      // The breaker's options are exact: an absent setting must be an absent key, not `undefined`.
       halfOpen: {
-        probes: s.circuitBreaker.probes,
-        successesToClose: s.circuitBreaker.successesToClose,
-        probeTimeout: s.circuitBreaker.probeTimeout
+        ...(b.probes === undefined ? {} : { probes: b.probes }),
+        ...(b.successesToClose === undefined ? {} : { successesToClose: b.successesToClose }),
+        ...(b.probeTimeout === undefined ? {} : { probeTimeout: b.probeTimeout })
       }
     })
-    const rl = s.rateLimiter
+    const rl = s.limiter
     const rateLimiter = rl === undefined ? undefined : yield* RateLimiter.make({
       name,
       algorithm: rl.algorithm === "token-bucket"
@@ -1315,7 +1392,10 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
       name,
       timeout: s.timeout,
       attemptTimeout: s.attemptTimeout,
-      order: s.order,
+      // The fallback is code, which an operator's order cannot know about: outermost, where it belongs.
+      order: s.order !== undefined && extras?.fallback !== undefined && !s.order.includes("fallback")
+        ? ["fallback", ...s.order]
+        : s.order,
       warnings: s.warnings,
       bulkhead,
       circuitBreaker,
@@ -1341,7 +1421,7 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
  *
  * class Payments extends Context.Service<Payments, Policy.Policy<Policy.Rejection>>()("app/Payments") {}
  *
- * // PAYMENTS_TIMEOUT="5 seconds" PAYMENTS_BULKHEAD_MAXCONCURRENT=10 ...
+ * // with ConfigProvider.constantCase: PAYMENTS_TIMEOUT="5 seconds" PAYMENTS_BULKHEAD_MAX_CONCURRENT=10 ...
  * const PaymentsLive = Policy.layerConfig(Payments, { name: "payments" })
  * ```
  *
