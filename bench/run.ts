@@ -19,13 +19,15 @@ import type { Goal, Row, ScenarioResult, Table } from "./bulkhead.ts"
 import * as circuitBreaker from "./circuitbreaker.ts"
 import * as policy from "./policy.ts"
 import * as rateLimiter from "./ratelimiter.ts"
+import * as redis from "./redis.ts"
 
 const suites = [
   ...bulkhead.suites,
   ...circuitBreaker.suites,
   { name: "ratelimiter-admitted", run: rateLimiter.admitted },
   { name: "ratelimiter-rejected", run: rateLimiter.rejected },
-  ...policy.suites
+  ...policy.suites,
+  ...redis.suites
 ]
 
 const root = new URL("../", import.meta.url)

@@ -197,7 +197,7 @@ class Model {
   successes = 0
   failures = 0
   ignored = 0
-  rejected: Record<Reason, number> = { Open: 0, ProbesBusy: 0, Isolated: 0 }
+  rejected: Record<Reason, number> = { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0 }
   transitions = 0
   openings = 0
 

@@ -150,7 +150,12 @@ interface Rejected {
   readonly key?: string
 }
 
-const stateOfReason: Record<Reason, CircuitOpen["state"]> = { Open: "Open", ProbesBusy: "HalfOpen", Isolated: "Isolated" }
+const stateOfReason: Record<Reason, CircuitOpen["state"]> = {
+  Open: "Open",
+  ProbesBusy: "HalfOpen",
+  Isolated: "Isolated",
+  StoreUnavailable: "Unknown"
+}
 
 const expectRejected = (exit: CallExit | undefined, expected: Rejected): CircuitOpen => {
   const error = rejection(exit)
@@ -200,7 +205,7 @@ const expectStats = (b: Breaker, expected: ExpectedStats) =>
     assert.strictEqual(s.successes, expected.successes, "successes")
     assert.strictEqual(s.failures, expected.failures, "failures")
     assert.strictEqual(s.ignored, expected.ignored, "ignored")
-    assert.deepStrictEqual(s.rejected, { Open: 0, ProbesBusy: 0, Isolated: 0, ...expected.rejected }, "rejected")
+    assert.deepStrictEqual(s.rejected, { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0, ...expected.rejected }, "rejected")
     if (expected.transitions !== undefined) assert.strictEqual(s.transitions, expected.transitions, "transitions")
     if (expected.openings !== undefined) assert.strictEqual(s.openings, expected.openings, "openings")
     return s
@@ -1356,11 +1361,13 @@ describe("CircuitBreaker rule: `stats` gives exact cumulative counters", () => {
         successes: 0,
         failures: 0,
         ignored: 0,
-        rejected: { Open: 0, ProbesBusy: 0, Isolated: 0 },
+        rejected: { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0 },
         transitions: 0,
         openings: 0,
         circuits: 1,
-        reclaimed: 0
+        reclaimed: 0,
+        storeErrors: { Unavailable: 0, Timeout: 0, Rejected: 0 },
+        decidedWithoutStore: 0
       })
     }))
 
@@ -1390,11 +1397,13 @@ describe("CircuitBreaker rule: `stats` gives exact cumulative counters", () => {
         successes: 2,
         failures: 3,
         ignored: 2,
-        rejected: { Open: 2, ProbesBusy: 1, Isolated: 1 },
+        rejected: { Open: 2, ProbesBusy: 1, Isolated: 1, StoreUnavailable: 0 },
         transitions: 4, // Closed->Open, Open->HalfOpen, HalfOpen->Open, Open->Isolated
         openings: 2,
         circuits: 1,
-        reclaimed: 0
+        reclaimed: 0,
+        storeErrors: { Unavailable: 0, Timeout: 0, Rejected: 0 },
+        decidedWithoutStore: 0
       })
     }))
 
@@ -1404,7 +1413,7 @@ describe("CircuitBreaker rule: `stats` gives exact cumulative counters", () => {
       yield* calls(b, "F")
       const before = yield* CircuitBreaker.stats(b)
       yield* calls(b, "SS")
-      assert.deepStrictEqual(before.rejected, { Open: 0, ProbesBusy: 0, Isolated: 0 })
+      assert.deepStrictEqual(before.rejected, { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0 })
       assert.strictEqual((yield* CircuitBreaker.stats(b)).rejected.Open, 2)
     }))
 })

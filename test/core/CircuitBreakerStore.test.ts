@@ -2,9 +2,11 @@
  * The CircuitBreakerStore contract (issue 3: state behind a store interface designed for an
  * atomic remote store, one round trip per decision), in two parts:
  *
- * 1. The contract itself, on `CircuitBreakerStore.memory()` through its `Effect` operations
- *    (`admit`, `record`, `read`, `force`), with explicit times: permits and fencing, trips,
- *    half-open probes, lost probes, backoff, manual control, bounded and idle-reclaimed keys.
+ * 1. The contract itself (test/support/circuitBreakerStoreContract.ts, which the Redis store
+ *    runs too), on `CircuitBreakerStore.memory()` through its `Effect` operations (`admit`,
+ *    `record`, `read`, `force`), with explicit times: permits and fencing, trips, half-open
+ *    probes, lost probes, backoff, manual control; then what is particular to memory():
+ *    bounded and idle-reclaimed keys, the in-process side.
  * 2. The breaker's important behaviours again through a store that exposes only the `Effect`
  *    interface (the in-memory store without its `inProcess` side, as a remote store would be),
  *    under TestClock.
@@ -13,141 +15,20 @@ import { assert, describe, it } from "@effect/vitest"
 import { CircuitBreaker, CircuitBreakerStore, CircuitOpen, InvalidOptions } from "@bulwark/core"
 import { Cause, Data, Deferred, Duration, Effect, Exit, Fiber, Metric, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-
-type Policy = CircuitBreakerStore.Policy
-type Admission = CircuitBreakerStore.Admission
-
-const policy = (overrides: Partial<Policy> = {}): Policy => ({
-  trips: [{ _tag: "Consecutive", failures: 1 }],
-  openForMs: [1_000],
-  probes: 1,
-  successesToClose: 1,
-  probeTimeoutMs: 60_000,
-  ...overrides
-})
-
-const admitted = (a: Admission): number => {
-  if (a._tag !== "Admitted") return assert.fail(`expected Admitted, got ${JSON.stringify(a)}`)
-  return a.permit
-}
-
-const rejected = (a: Admission, reason: CircuitBreakerStore.Reason, retryAfterMs: number) => {
-  if (a._tag !== "Rejected") return assert.fail(`expected Rejected ${reason}, got ${JSON.stringify(a)}`)
-  assert.strictEqual(a.reason, reason)
-  assert.strictEqual(a.retryAfterMs, retryAfterMs)
-  return a
-}
-
-const t = (from: CircuitBreaker.State, to: CircuitBreaker.State, at: number): CircuitBreakerStore.Transition => ({ from, to, at })
+import { admitted, policy, storeContract, t } from "../support/circuitBreakerStoreContract.ts"
 
 // -----------------------------------------------------------------------------
 // 1. the contract, on memory()
 // -----------------------------------------------------------------------------
 
-describe("CircuitBreakerStore contract: admit decides one call and commits it", () => {
-  it.effect("Closed: every call of one closed period gets the same permit; Disabled passes; Isolated rejects with an infinite retryAfter", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy()
-      const first = yield* store.admit("k", p, 0)
-      assert.deepStrictEqual(first, { _tag: "Admitted", permit: admitted(first), probe: false, transition: undefined })
-      assert.isAtLeast(admitted(first), 0)
-      assert.strictEqual(admitted(yield* store.admit("k", p, 5)), admitted(first))
-
-      assert.deepStrictEqual(yield* store.force("k", p, "Disabled", 10), t("Closed", "Disabled", 10))
-      assert.deepStrictEqual(yield* store.admit("k", p, 11), { _tag: "Pass" })
-
-      assert.deepStrictEqual(yield* store.force("k", p, "Isolated", 20), t("Disabled", "Isolated", 20))
-      const isolated = rejected(yield* store.admit("k", p, 21), "Isolated", Infinity)
-      assert.strictEqual(isolated.transition, undefined)
-
-      assert.deepStrictEqual(yield* store.force("k", p, "Closed", 30), t("Isolated", "Closed", 30))
-      assert.isAbove(admitted(yield* store.admit("k", p, 31)), admitted(first), "a new closed period, a new permit")
-    }))
-
-  it.effect("record trips the circuit and returns the transition; admit then rejects with the open time left", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy({ trips: [{ _tag: "Consecutive", failures: 2 }] })
-      const permit = admitted(yield* store.admit("k", p, 0))
-      assert.strictEqual(yield* store.record("k", p, permit, "Failure", 5, 10), undefined)
-      assert.deepStrictEqual(yield* store.record("k", p, permit, "Failure", 5, 20), t("Closed", "Open", 20))
-      rejected(yield* store.admit("k", p, 500), "Open", 520)
-      assert.deepStrictEqual(yield* store.read("k", p, 600), {
-        state: "Open",
-        retryAfterMs: 420,
-        consecutiveOpenings: 1,
-        probing: 0,
-        transition: undefined
-      })
-    }))
-
-  it.effect("from openUntil the call is a probe (Open -> HalfOpen in the same admit); beyond `probes` ProbesBusy with retryAfter 0; successesToClose successes close", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy({ probes: 2, successesToClose: 2 })
-      const closed = admitted(yield* store.admit("k", p, 0))
-      yield* store.record("k", p, closed, "Failure", 0, 0)
-      rejected(yield* store.admit("k", p, 999), "Open", 1)
-      const probe1 = yield* store.admit("k", p, 1_000)
-      assert.deepStrictEqual(probe1, { _tag: "Admitted", permit: admitted(probe1), probe: true, transition: t("Open", "HalfOpen", 1_000) })
-      const probe2 = yield* store.admit("k", p, 1_001)
-      assert.isTrue(probe2._tag === "Admitted" && probe2.probe && probe2.transition === undefined)
-      assert.notStrictEqual(admitted(probe2), admitted(probe1), "each probe has its own permit")
-      const busy = rejected(yield* store.admit("k", p, 1_002), "ProbesBusy", 0)
-      assert.strictEqual(busy.transition, undefined)
-      assert.strictEqual((yield* store.read("k", p, 1_003)).probing, 2)
-      assert.strictEqual(yield* store.record("k", p, admitted(probe1), "Success", 3, 1_003), undefined)
-      assert.deepStrictEqual(yield* store.record("k", p, admitted(probe2), "Success", 3, 1_004), t("HalfOpen", "Closed", 1_004))
-    }))
-
-  it.effect("an Ignored probe frees its slot and decides nothing; a failed probe reopens with the next open time", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy({ openForMs: [100, 300] })
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, 0)), "Failure", 0, 0)
-      const ignored = admitted(yield* store.admit("k", p, 100))
-      rejected(yield* store.admit("k", p, 101), "ProbesBusy", 0)
-      assert.strictEqual(yield* store.record("k", p, ignored, "Ignored", 1, 101), undefined)
-      assert.strictEqual((yield* store.read("k", p, 101)).state, "HalfOpen")
-      const failing = admitted(yield* store.admit("k", p, 102))
-      assert.deepStrictEqual(yield* store.record("k", p, failing, "Failure", 1, 103), t("HalfOpen", "Open", 103))
-      const info = yield* store.read("k", p, 103)
-      assert.deepStrictEqual([info.state, info.retryAfterMs, info.consecutiveOpenings], ["Open", 300, 2])
-    }))
+describe("CircuitBreakerStore contract on memory()", () => {
+  storeContract({
+    test: (name, body) => it.effect(name, body),
+    makeStore: Effect.sync(() => CircuitBreakerStore.memory())
+  })
 })
 
-describe("CircuitBreakerStore contract: stale permits change nothing (the fencing generation)", () => {
-  it.effect("a closed permit from before a transition, reported in Open, HalfOpen or a later Closed period, changes nothing", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy()
-      const old = admitted(yield* store.admit("k", p, 0))
-      assert.deepStrictEqual(yield* store.record("k", p, old, "Failure", 0, 0), t("Closed", "Open", 0))
-      assert.strictEqual(yield* store.record("k", p, old, "Failure", 0, 1), undefined, "in Open")
-      const probe = admitted(yield* store.admit("k", p, 1_000))
-      assert.strictEqual(yield* store.record("k", p, old, "Failure", 0, 1_000), undefined, "in HalfOpen")
-      assert.strictEqual((yield* store.read("k", p, 1_000)).probing, 1)
-      assert.deepStrictEqual(yield* store.record("k", p, probe, "Success", 0, 1_000), t("HalfOpen", "Closed", 1_000))
-      assert.strictEqual(yield* store.record("k", p, old, "Failure", 0, 1_001), undefined, "in a later closed period")
-      assert.strictEqual(yield* store.record("k", p, probe, "Failure", 0, 1_001), undefined, "a probe permit after closing")
-      assert.strictEqual(yield* store.record("k", p, 987_654_321, "Failure", 0, 1_001), undefined, "a permit never issued")
-      assert.strictEqual((yield* store.read("k", p, 1_002)).state, "Closed")
-    }))
-
-  it.effect("manual control starts a new generation: permits from before isolate, disable or reset change nothing", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy()
-      for (const to of ["Isolated", "Disabled", "Closed"] as const) {
-        const before = admitted(yield* store.admit("k", p, 0))
-        yield* store.force("k", p, to, 0)
-        yield* store.force("k", p, "Closed", 0)
-        assert.strictEqual(yield* store.record("k", p, before, "Failure", 0, 0), undefined, to)
-        assert.strictEqual((yield* store.read("k", p, 0)).state, "Closed", to)
-      }
-    }))
-
+describe("CircuitBreakerStore.memory: permits come from one counter for the process", () => {
   it.effect("permits only grow, across keys and after a key was dropped and created again", () =>
     Effect.gen(function*() {
       const store = CircuitBreakerStore.memory({ maxKeys: 1 })
@@ -159,128 +40,6 @@ describe("CircuitBreakerStore contract: stale permits change nothing (the fencin
       assert.strictEqual(yield* store.record("a", p, seen[0], "Failure", 0, 0), undefined)
       assert.strictEqual((yield* store.read("a", p, 0)).state, "Closed")
       assert.deepStrictEqual(yield* store.record("a", p, seen[4], "Failure", 0, 0), t("Closed", "Open", 0))
-    }))
-})
-
-describe("CircuitBreakerStore contract: a probe that outlives probeTimeoutMs is lost", () => {
-  const p = policy({ openForMs: [1_000, 2_000], probeTimeoutMs: 100 })
-  const toHalfOpen = (store: CircuitBreakerStore.CircuitBreakerStore) =>
-    Effect.gen(function*() {
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, 0)), "Failure", 0, 0)
-      return admitted(yield* store.admit("k", p, 1_000))
-    })
-
-  it.effect("read notices it after (not at) the timeout and reopens; the lost probe's late report changes nothing", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const probe = yield* toHalfOpen(store)
-      const atTimeout = yield* store.read("k", p, 1_100)
-      assert.deepStrictEqual([atTimeout.state, atTimeout.probing, atTimeout.transition], ["HalfOpen", 1, undefined])
-      assert.deepStrictEqual(yield* store.read("k", p, 1_101), {
-        state: "Open",
-        retryAfterMs: 2_000,
-        consecutiveOpenings: 2,
-        probing: 0,
-        transition: t("HalfOpen", "Open", 1_101)
-      })
-      assert.strictEqual(yield* store.record("k", p, probe, "Success", 150, 1_150), undefined)
-      assert.strictEqual((yield* store.read("k", p, 1_150)).state, "Open")
-    }))
-
-  it.effect("admit notices it: the call is rejected Open with the new open time and the transition", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      yield* toHalfOpen(store)
-      const a = rejected(yield* store.admit("k", p, 1_101), "Open", 2_000)
-      assert.deepStrictEqual(a.transition, t("HalfOpen", "Open", 1_101))
-    }))
-
-  it.effect("another probe's report notices it: the circuit reopens instead of counting that report", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p2 = { ...p, probes: 2 }
-      yield* store.record("k", p2, admitted(yield* store.admit("k", p2, 0)), "Failure", 0, 0)
-      admitted(yield* store.admit("k", p2, 1_000)) // hangs
-      const second = admitted(yield* store.admit("k", p2, 1_050))
-      assert.deepStrictEqual(yield* store.record("k", p2, second, "Success", 51, 1_101), t("HalfOpen", "Open", 1_101))
-    }))
-})
-
-describe("CircuitBreakerStore contract: trip specs, slow probes, open times and the backoff count", () => {
-  it.effect("a probe slower than a SlowCalls spec's slowerThanMs reopens even when it succeeds; one at slowerThanMs closes", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy({
-        trips: [
-          { _tag: "Consecutive", failures: 1 },
-          { _tag: "SlowCalls", slowerThanMs: 50, threshold: 1, minimumCalls: 10, windowCalls: 10, windowMs: undefined }
-        ],
-        openForMs: [100]
-      })
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, 0)), "Failure", 0, 0)
-      const slow = admitted(yield* store.admit("k", p, 100))
-      assert.deepStrictEqual(yield* store.record("k", p, slow, "Success", 51, 151), t("HalfOpen", "Open", 151))
-      const fast = admitted(yield* store.admit("k", p, 251))
-      assert.deepStrictEqual(yield* store.record("k", p, fast, "Success", 50, 301), t("HalfOpen", "Closed", 301))
-    }))
-
-  it.effect("FailureRate over a count window and SlowCalls over a time window count as specified", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const rate = policy({
-        trips: [{ _tag: "FailureRate", threshold: 0.5, minimumCalls: 4, windowCalls: 4, windowMs: undefined }]
-      })
-      const permit = admitted(yield* store.admit("rate", rate, 0))
-      for (const outcome of ["Failure", "Success", "Ignored", "Failure"] as const) {
-        assert.strictEqual(yield* store.record("rate", rate, permit, outcome, 0, 0), undefined)
-      }
-      assert.deepStrictEqual(yield* store.record("rate", rate, permit, "Success", 0, 0), t("Closed", "Open", 0))
-
-      const slow = policy({
-        trips: [{ _tag: "SlowCalls", slowerThanMs: 10, threshold: 1, minimumCalls: 2, windowCalls: undefined, windowMs: 1_000 }]
-      })
-      const s = admitted(yield* store.admit("slow", slow, 0))
-      assert.strictEqual(yield* store.record("slow", slow, s, "Success", 11, 0), undefined)
-      // the first slow call left the window (10 buckets of 100 ms) by 1 000 ms
-      assert.strictEqual(yield* store.record("slow", slow, s, "Failure", 11, 1_000), undefined)
-      assert.deepStrictEqual(yield* store.record("slow", slow, s, "Success", 11, 1_050), t("Closed", "Open", 1_050))
-    }))
-
-  it.effect("the n-th consecutive opening stays open openForMs[n - 1], the last one repeating; the count resets once closed for the last open time", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy({ openForMs: [100, 200] })
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, 0)), "Failure", 0, 0)
-      const seen: Array<number> = []
-      let now = 0
-      for (let i = 0; i < 3; i++) {
-        const info = yield* store.read("k", p, now)
-        seen.push(info.retryAfterMs)
-        now += info.retryAfterMs
-        yield* store.record("k", p, admitted(yield* store.admit("k", p, now)), "Failure", 0, now)
-      }
-      assert.deepStrictEqual(seen, [100, 200, 200])
-      now += 200
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, now)), "Success", 0, now) // closed at 700
-      assert.strictEqual((yield* store.read("k", p, now + 199)).consecutiveOpenings, 4)
-      assert.strictEqual((yield* store.read("k", p, now + 200)).consecutiveOpenings, 0)
-    }))
-
-  it.effect("reset clears the backoff count; a key never seen reads as a fresh Closed circuit", () =>
-    Effect.gen(function*() {
-      const store = CircuitBreakerStore.memory()
-      const p = policy({ openForMs: [100, 200] })
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, 0)), "Failure", 0, 0)
-      assert.deepStrictEqual(yield* store.force("k", p, "Closed", 10), t("Open", "Closed", 10))
-      yield* store.record("k", p, admitted(yield* store.admit("k", p, 10)), "Failure", 0, 10)
-      assert.strictEqual((yield* store.read("k", p, 10)).retryAfterMs, 100, "the first open time again")
-      assert.deepStrictEqual(yield* store.read("nobody", p, 10), {
-        state: "Closed",
-        retryAfterMs: 0,
-        consecutiveOpenings: 0,
-        probing: 0,
-        transition: undefined
-      })
     }))
 })
 

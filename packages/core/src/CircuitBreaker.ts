@@ -31,7 +31,11 @@
  *   same policy, at most `maxKeys` of them, idle ones reclaimed lazily.
  * - Circuits live in a `CircuitBreakerStore` (default: an in-memory store of
  *   the breaker's own). Every decision is one store call, so a remote store
- *   can share circuits between processes; see `CircuitBreakerStore`.
+ *   can share circuits between processes (`RedisCircuitBreakerStore` of
+ *   `@bulwark/redis`); see `CircuitBreakerStore`. When a shared store cannot
+ *   decide, `onStoreError` does: `"local"` (default, an in-memory breaker of
+ *   the same policy), `"fail-open"` or `"fail-closed"` (reason
+ *   `StoreUnavailable`).
  *
  * **Gotchas**
  *
@@ -69,11 +73,15 @@ import * as Context from "effect/Context"
 import * as Fiber from "effect/Fiber"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import * as Store from "./CircuitBreakerStore.ts"
 import * as internal from "./internal/circuitBreaker.ts"
-import { needsTimeWhenClosed } from "./internal/circuitBreakerStore.ts"
+import { MemoryStore as CircuitMemory, needsTimeWhenClosed } from "./internal/circuitBreakerStore.ts"
+import { StoreFallback } from "./internal/storeFallback.ts"
 import { decodeOptions, DurationInput, DurationText, Name, PositiveInt } from "./internal/options.ts"
+import * as tracing from "./internal/tracing.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
+import * as SharedStore from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -104,6 +112,10 @@ export type Outcome = "Success" | "Failure" | "Ignored"
  *   taken; `retryAfter` is zero (a slot frees as soon as a probe reports).
  * - reason `Isolated`: the circuit was isolated by hand; `retryAfter` is
  *   infinite until {@link reset}.
+ * - reason `StoreUnavailable`: (shared store, `onStoreError:
+ *   "fail-closed"`) the store could not decide, so the state is `Unknown`;
+ *   `retryAfter` is the time until the breaker asks the store again (at most
+ *   one second).
  *
  * @since 0.1.0
  * @category errors
@@ -112,8 +124,8 @@ export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen"
   name: Schema.String,
   /** The circuit's key, only for keyed breakers created with `exposeKeys: true`. */
   key: Schema.optionalKey(Schema.String),
-  reason: Schema.Literals(["Open", "ProbesBusy", "Isolated"]),
-  state: Schema.Literals(["Open", "HalfOpen", "Isolated"]),
+  reason: Schema.Literals(["Open", "ProbesBusy", "Isolated", "StoreUnavailable"]),
+  state: Schema.Literals(["Open", "HalfOpen", "Isolated", "Unknown"]),
   retryAfter: Schema.Duration
 }) {
   override get message(): string {
@@ -249,7 +261,8 @@ export const Options = Schema.Struct({
   })),
   store: Schema.optional(Schema.declare(Store.isCircuitBreakerStore, {
     expected: "a CircuitBreakerStore (CircuitBreakerStore.memory or CircuitBreakerStore.make)"
-  }))
+  })),
+  onStoreError: Schema.optional(SharedStore.OnStoreError)
 })
 
 /**
@@ -297,6 +310,25 @@ export interface Options {
    * and keys the circuits `name` (plain) or `name:key` (keyed).
    */
   readonly store?: Store.CircuitBreakerStore | undefined
+  /**
+   * What a call does when a shared `store` cannot decide (unreachable, no
+   * answer within its timeout, an error reply); an in-process store never
+   * fails. Default `"local"`.
+   *
+   * - `"local"`: an in-memory breaker of the same policy (this process's
+   *   own circuits, bounded like the breaker's own store) decides until the
+   *   store answers again: a failing dependency still trips it.
+   * - `"fail-open"`: the call runs and nothing is recorded.
+   * - `"fail-closed"`: the call fails with `CircuitOpen`, reason
+   *   `StoreUnavailable`, state `Unknown`.
+   *
+   * While the store is down (`Unavailable` or `Timeout`), the breaker asks
+   * it again once per second and the policy decides every other call at
+   * once. The report of a call admitted by the store is dropped while the
+   * store is down: a probe's lease then runs out, as a crashed caller's
+   * would (`halfOpen.probeTimeout`).
+   */
+  readonly onStoreError?: SharedStore.OnStoreError | undefined
 }
 
 /**
@@ -386,8 +418,36 @@ export type Event =
   | Transition
   | { readonly _tag: "Recorded"; readonly name: string; readonly outcome: Outcome }
   | { readonly _tag: "Rejected"; readonly name: string; readonly reason: CircuitOpen["reason"] }
+  | StoreFailed
+  | { readonly _tag: "StoreRecovered"; readonly name: string }
 
-const stateOfReason: Record<CircuitOpen["reason"], "Open" | "HalfOpen" | "Isolated"> = {
+/**
+ * An operation of the shared store failed; `onStoreError` decided instead.
+ *
+ * @since 0.1.0
+ * @category events
+ */
+export interface StoreFailed {
+  readonly _tag: "StoreFailed"
+  readonly name: string
+  /** Only for keyed breakers with `exposeKeys: true`. */
+  readonly key: string | undefined
+  /** `admit`, `record`, `read` or `force`. */
+  readonly operation: string
+  readonly reason: SharedStore.Reason
+  /** What the store or its client said. */
+  readonly message: string
+  readonly onStoreError: SharedStore.OnStoreError
+}
+
+const stateOfReason: Record<CircuitOpen["reason"], CircuitOpen["state"]> = {
+  Open: "Open",
+  ProbesBusy: "HalfOpen",
+  Isolated: "Isolated",
+  StoreUnavailable: "Unknown"
+}
+
+const stateOfStoreReason: Record<Store.Reason, State> = {
   Open: "Open",
   ProbesBusy: "HalfOpen",
   Isolated: "Isolated"
@@ -415,15 +475,18 @@ class BreakerImpl {
   single: Store.LocalCircuit | undefined
   /** The state last seen through a store without `inProcess`, for the state gauge. */
   lastState: State = "Closed"
+  /** Present for a shared store: what its failures mean, and what they cost so far. */
+  readonly fallback: StoreFallback<CircuitMemory> | undefined
 
   constructor(
     name: string,
     policy: Store.Policy,
     classify: (exit: Exit.Exit<unknown, unknown>) => Outcome,
-    keys: { readonly exposeKeys: boolean } | undefined,
+    keys: { readonly exposeKeys: boolean; readonly maxKeys: number; readonly idleTimeToLive: Duration.Duration } | undefined,
     store: Store.CircuitBreakerStore,
     ownStore: boolean,
-    now: number
+    now: number,
+    onStoreError: SharedStore.OnStoreError
   ) {
     this.name = name
     this.policy = policy
@@ -436,6 +499,11 @@ class BreakerImpl {
     this.ownStore = ownStore
     this.prefix = `${name}:`
     if (!this.keyed && this.local !== undefined) this.single = this.local.circuit(name, policy, now)
+    // The stand-in of "local" is bounded like the breaker's own store would be.
+    this.fallback = this.local !== undefined ? undefined : new StoreFallback(onStoreError, () =>
+      keys === undefined
+        ? new CircuitMemory(1, Infinity)
+        : new CircuitMemory(keys.maxKeys, Duration.toMillis(keys.idleTimeToLive)))
   }
 
   /** The circuit's key in the store. */
@@ -497,12 +565,81 @@ class BreakerImpl {
     return this.ownStore ? this.local.size() : this.liveKeys().length
   }
 
-  reject(key: string | undefined, reason: CircuitOpen["reason"], retryAfterMs: number): Effect.Effect<never, CircuitOpen> {
+  reject(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    key: string | undefined,
+    reason: CircuitOpen["reason"],
+    retryAfterMs: number
+  ): Effect.Effect<never, CircuitOpen> {
     this.counters.rejected[reason]++
     if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Rejected", name: this.name, reason })
+    // Out of line: a bigger `reject` would no longer be inlined into the paths that call it.
+    if (fiber.cache.span !== undefined) this.traceRejection(fiber, key, reason, retryAfterMs)
     return Effect.fail(
       internal.fastOpenError(this.name, this.exposeKeys ? key : undefined, reason, stateOfReason[reason], retryAfterMs)
     )
+  }
+
+  /** The rejected call's current span (if traced) gets the state and a `rejected` event. */
+  traceRejection(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    key: string | undefined,
+    reason: CircuitOpen["reason"],
+    retryAfterMs: number
+  ): void {
+    const span = tracing.spanOf(fiber)
+    if (span === undefined) return
+    const state = stateOfReason[reason]
+    this.annotateState(span, key, state)
+    const attributes: tracing.Attributes = {
+      "bulwark.name": this.name,
+      "bulwark.circuitbreaker.reason": reason,
+      "bulwark.circuitbreaker.state": state
+    }
+    if (retryAfterMs !== Infinity) attributes["bulwark.circuitbreaker.retry_after_ms"] = retryAfterMs
+    if (key !== undefined && this.exposeKeys) attributes["bulwark.circuitbreaker.key"] = key
+    tracing.event(fiber, span, "bulwark.circuitbreaker.rejected", attributes)
+  }
+
+  /**
+   * The state a traced call met, on the caller's span. The attributes are
+   * namespaced by primitive (not `bulwark.name`): a bulkhead or a retry may
+   * annotate the same span.
+   */
+  annotateState(span: Tracer.Span, key: string | undefined, state: State | "Unknown"): void {
+    span.attribute("bulwark.circuitbreaker.name", this.name)
+    span.attribute("bulwark.circuitbreaker.state", state)
+    if (key !== undefined && this.exposeKeys) span.attribute("bulwark.circuitbreaker.key", key)
+  }
+
+  /** A transition caused by a traced call (its admission or its outcome), as an event on its span. */
+  traceTransition(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    span: Tracer.Span,
+    key: string | undefined,
+    from: State,
+    to: State
+  ): void {
+    const attributes: tracing.Attributes = {
+      "bulwark.name": this.name,
+      "bulwark.circuitbreaker.from": from,
+      "bulwark.circuitbreaker.to": to
+    }
+    if (key !== undefined && this.exposeKeys) attributes["bulwark.circuitbreaker.key"] = key
+    tracing.event(fiber, span, "bulwark.circuitbreaker.transition", attributes)
+  }
+
+  /** `onTransition`, also reporting each transition on a traced call's span. */
+  tracedTransitions(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    span: Tracer.Span,
+    key: string | undefined,
+    onTransition: (from: State, to: State, at: number) => void
+  ): (from: State, to: State, at: number) => void {
+    return (from, to, at) => {
+      onTransition(from, to, at)
+      this.traceTransition(fiber, span, key, from, to)
+    }
   }
 
   private count(outcome: Outcome): void {
@@ -520,27 +657,42 @@ class BreakerImpl {
    * is open with time to go rejects before any of that: a rejection holds
    * nothing.
    */
-  run<A, E, R>(key: string | undefined, self: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpen, R> {
+  run<A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    key: string | undefined,
+    self: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | CircuitOpen, R> {
     // Time windows and slow-call policies read the clock twice per call: look it up once.
-    const clock: Store.TimeSource = this.needsTime ? Fiber.getCurrent()!.getRef(Clock.Clock) : currentClock
+    const clock: Store.TimeSource = this.needsTime ? fiber.getRef(Clock.Clock) : currentClock
     const single = this.single
     const circuit = single !== undefined && !single.dropped ? single : this.circuitFor(key, clock.currentTimeMillisUnsafe())
     if (circuit.state === "Open" || circuit.state === "Isolated") {
       // A rejection holds nothing: decided before any finalizer is needed.
       const now = clock.currentTimeMillisUnsafe()
-      if (circuit.state === "Isolated") return this.reject(key, "Isolated", circuit.retryAfterMs(now))
-      if (now < circuit.openUntil) return this.reject(key, "Open", circuit.retryAfterMs(now))
+      if (circuit.state === "Isolated") return this.reject(fiber, key, "Isolated", circuit.retryAfterMs(now))
+      if (now < circuit.openUntil) return this.reject(fiber, key, "Open", circuit.retryAfterMs(now))
     }
-    const onTransition = key === undefined ? this.hiddenTransition : this.transitionsOf(key)
+    let onTransition = key === undefined ? this.hiddenTransition : this.transitionsOf(key)
+    // Untraced (the usual case) this is one property read. The traced variant of
+    // `onTransition` is made elsewhere: a closure made here would cost every call.
+    let span: Tracer.Span | undefined
+    if (fiber.cache.span !== undefined) {
+      span = tracing.spanOf(fiber)
+      if (span !== undefined) onTransition = this.tracedTransitions(fiber, span, key, onTransition)
+    }
     let permit = Store.PASS as number
     let startedAt = 0
     return Effect.onExitPrimitive(
       Effect.suspend((): Effect.Effect<A, E | CircuitOpen, R> => {
         const admitted = circuit.admit(clock, onTransition)
-        if (admitted === Store.PASS) return self
-        if (admitted < 0) {
-          return this.reject(key, reasonOfCode(admitted), circuit.retryAfterMs(clock.currentTimeMillisUnsafe()))
+        if (admitted === Store.PASS) {
+          if (span !== undefined) this.annotateState(span, key, "Disabled")
+          return self
         }
+        if (admitted < 0) {
+          return this.reject(fiber, key, reasonOfCode(admitted), circuit.retryAfterMs(clock.currentTimeMillisUnsafe()))
+        }
+        if (span !== undefined) this.annotateState(span, key, circuit.state)
         permit = admitted
         if (this.needsTime || circuit.state === "HalfOpen") startedAt = clock.currentTimeMillisUnsafe()
         return self
@@ -561,54 +713,260 @@ class BreakerImpl {
    * One call through a store's `Effect` operations (a remote store). Still
    * finalizer-first: the finalizer is on the stack before `admit` runs, and
    * `admit` runs uninterruptibly up to the moment its permit is kept, so an
-   * interrupted call always reports the permit it took.
+   * interrupted call always reports the permit it took. When the store
+   * cannot decide (or is known to be down), `onStoreError` decides instead.
    */
   runThroughStore<A, E, R>(
-    clock: Clock.Clock,
+    fiber: Fiber.Fiber<unknown, unknown>,
     key: string | undefined,
     self: Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | CircuitOpen, R> {
+    const clock = fiber.getRef(Clock.Clock)
+    const fallback = this.fallback!
+    if (!fallback.ask(clock.currentTimeMillisUnsafe())) return this.withoutStore(fiber, key, self, clock)
     const store = this.store
     const storeKey = this.storeKey(key)
+    const span = tracing.spanOf(fiber)
+    const observe = (transition: Store.Transition | undefined) => {
+      this.observe(transition, key)
+      if (transition !== undefined && span !== undefined) this.traceTransition(fiber, span, key, transition.from, transition.to)
+    }
     let permit = -1
     let startedAt = 0
     return Effect.onExitPrimitive(
       Effect.flatMap(
         Effect.uninterruptible(Effect.suspend(() =>
-          Effect.map(store.admit(storeKey, this.policy, clock.currentTimeMillisUnsafe()), (admission) => {
-            switch (admission._tag) {
-              case "Admitted":
-                permit = admission.permit
-                startedAt = clock.currentTimeMillisUnsafe()
-                this.observe(admission.transition, key)
-                this.lastState = admission.probe ? "HalfOpen" : "Closed"
-                break
-              case "Rejected":
-                this.observe(admission.transition, key)
-                this.lastState = stateOfReason[admission.reason]
-                break
-              case "Pass":
-                this.lastState = "Disabled"
-            }
-            return admission
+          Effect.matchEffect(store.admit(storeKey, this.policy, clock.currentTimeMillisUnsafe()), {
+            onFailure: (error) =>
+              Effect.sync(() => {
+                this.storeFailed(error, clock.currentTimeMillisUnsafe(), fiber, key)
+                return undefined
+              }),
+            onSuccess: (admission) =>
+              Effect.sync(() => {
+                if (fallback.answered()) this.storeRecovered()
+                switch (admission._tag) {
+                  case "Admitted":
+                    permit = admission.permit
+                    startedAt = clock.currentTimeMillisUnsafe()
+                    observe(admission.transition)
+                    this.lastState = admission.probe ? "HalfOpen" : "Closed"
+                    if (span !== undefined) this.annotateState(span, key, this.lastState)
+                    break
+                  case "Rejected":
+                    observe(admission.transition)
+                    this.lastState = stateOfStoreReason[admission.reason]
+                    break
+                  case "Pass":
+                    this.lastState = "Disabled"
+                    if (span !== undefined) this.annotateState(span, key, "Disabled")
+                }
+                return admission
+              })
           })
         )),
         (admission): Effect.Effect<A, E | CircuitOpen, R> =>
-          admission._tag === "Rejected" ? this.reject(key, admission.reason, admission.retryAfterMs) : self
+          admission === undefined
+            ? this.withoutStore(fiber, key, self, clock)
+            : admission._tag === "Rejected"
+            ? this.reject(fiber, key, admission.reason, admission.retryAfterMs)
+            : self
       ),
       (exit) => {
         if (permit < 0) return undefined
         const outcome = this.classify(exit)
         this.count(outcome)
-        const now = clock.currentTimeMillisUnsafe()
-        return Effect.map(store.record(storeKey, this.policy, permit, outcome, now - startedAt, now), (transition) => {
-          this.observe(transition, key)
+        const recorded = () => {
           if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
+        }
+        // The store is down: the report is dropped rather than waited for (a probe's lease runs out).
+        if (!fallback.healthy) return Effect.sync(recorded)
+        const now = clock.currentTimeMillisUnsafe()
+        return Effect.matchEffect(store.record(storeKey, this.policy, permit, outcome, now - startedAt, now), {
+          onFailure: (error) =>
+            Effect.sync(() => {
+              this.storeFailed(error, clock.currentTimeMillisUnsafe(), undefined, key)
+              recorded()
+            }),
+          onSuccess: (transition) =>
+            Effect.sync(() => {
+              if (fallback.answered()) this.storeRecovered()
+              observe(transition)
+              recorded()
+            })
         })
       }
     )
   }
+
+  /**
+   * The `onStoreError` policy decides a call the shared store could not:
+   * `"fail-open"` runs it unrecorded, `"fail-closed"` rejects it with
+   * `StoreUnavailable`, `"local"` runs it through the stand-in's circuit.
+   */
+  private withoutStore<A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    key: string | undefined,
+    self: Effect.Effect<A, E, R>,
+    clock: Clock.Clock
+  ): Effect.Effect<A, E | CircuitOpen, R> {
+    const fallback = this.fallback!
+    fallback.decided++
+    switch (fallback.mode) {
+      case "fail-open":
+        return self
+      case "fail-closed":
+        return this.reject(fiber, key, "StoreUnavailable", fallback.retryAfterMs(clock.currentTimeMillisUnsafe()))
+      case "local":
+        return this.runOnStandIn(fiber, key, self, clock)
+    }
+  }
+
+  /** One call on the `"local"` stand-in's circuit: the in-process path, without its fast-path refinements. */
+  private runOnStandIn<A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    key: string | undefined,
+    self: Effect.Effect<A, E, R>,
+    clock: Clock.Clock
+  ): Effect.Effect<A, E | CircuitOpen, R> {
+    const circuit = this.fallback!.standIn.circuit(this.storeKey(key), this.policy, clock.currentTimeMillisUnsafe())
+    const onTransition = this.transitionsOf(key)
+    let permit = Store.PASS as number
+    let startedAt = 0
+    return Effect.onExitPrimitive(
+      Effect.suspend((): Effect.Effect<A, E | CircuitOpen, R> => {
+        const admitted = circuit.admit(clock, onTransition)
+        if (admitted === Store.PASS) return self
+        if (admitted < 0) {
+          return this.reject(fiber, key, reasonOfCode(admitted), circuit.retryAfterMs(clock.currentTimeMillisUnsafe()))
+        }
+        permit = admitted
+        startedAt = clock.currentTimeMillisUnsafe()
+        return self
+      }),
+      (exit) => {
+        if (permit < 0) return undefined
+        const outcome = this.classify(exit)
+        this.count(outcome)
+        circuit.record(permit, outcome, startedAt, clock, onTransition)
+        if (this.counters.hub.active) this.counters.hub.emit({ _tag: "Recorded", name: this.name, outcome })
+        return undefined
+      }
+    )
+  }
+
+  /** A store operation failed: counted, reported, and (for a store-wide reason) the store is left alone for a while. */
+  storeFailed(
+    error: SharedStore.StoreError,
+    now: number,
+    fiber: Fiber.Fiber<unknown, unknown> | undefined,
+    key: string | undefined
+  ): void {
+    const fallback = this.fallback!
+    fallback.failed(error, now)
+    if (fiber !== undefined && fiber.cache.span !== undefined) {
+      const span = tracing.spanOf(fiber)
+      if (span !== undefined) {
+        const attributes: tracing.Attributes = {
+          "bulwark.name": this.name,
+          "bulwark.store.operation": error.operation,
+          "bulwark.store.reason": error.reason,
+          "bulwark.circuitbreaker.on_store_error": fallback.mode
+        }
+        if (key !== undefined && this.exposeKeys) attributes["bulwark.circuitbreaker.key"] = key
+        tracing.event(fiber, span, "bulwark.circuitbreaker.store_error", attributes)
+      }
+    }
+    if (this.counters.hub.active) {
+      this.counters.hub.emit({
+        _tag: "StoreFailed",
+        name: this.name,
+        key: this.exposeKeys ? key : undefined,
+        operation: error.operation,
+        reason: error.reason,
+        message: error.message,
+        onStoreError: fallback.mode
+      })
+    }
+  }
+
+  storeRecovered(): void {
+    if (this.counters.hub.active) this.counters.hub.emit({ _tag: "StoreRecovered", name: this.name })
+  }
+
+  /**
+   * A circuit as this process knows it while the store cannot say: the
+   * stand-in's (`"local"`), or the last state seen through the store.
+   */
+  readWithoutStore(key: string | undefined, now: number): Store.CircuitInfo {
+    const fallback = this.fallback!
+    if (fallback.mode === "local") {
+      const circuit = fallback.standInIfAny?.find(this.storeKey(key))
+      if (circuit !== undefined) return circuit.read(now, this.transitionsOf(key))
+    } else if (key === undefined) {
+      return { state: this.lastState, retryAfterMs: 0, consecutiveOpenings: 0, probing: 0 }
+    }
+    return { state: "Closed", retryAfterMs: 0, consecutiveOpenings: 0, probing: 0 }
+  }
+
+  /**
+   * Reads a circuit through the store, or without it when it is down or
+   * fails (see {@link readWithoutStore}).
+   */
+  readShared(key: string | undefined, now: number): Effect.Effect<Store.CircuitInfo> {
+    const fallback = this.fallback!
+    if (!fallback.healthy) return Effect.sync(() => this.readWithoutStore(key, now))
+    return Effect.matchEffect(this.store.read(this.storeKey(key), this.policy, now), {
+      onFailure: (error) =>
+        Effect.sync(() => {
+          this.storeFailed(error, now, undefined, key)
+          return this.readWithoutStore(key, now)
+        }),
+      onSuccess: (reading) =>
+        Effect.sync(() => {
+          if (fallback.answered()) this.storeRecovered()
+          this.observe(reading.transition, key)
+          if (key === undefined) this.lastState = reading.state
+          return reading
+        })
+    })
+  }
+
+  /**
+   * Manual control through the store. The `"local"` stand-in follows every
+   * change, so that an isolation still holds if the store fails later; if
+   * the store cannot take it, the change holds in this process only.
+   */
+  forceShared(key: string | undefined, to: "Isolated" | "Disabled" | "Closed", now: number): Effect.Effect<void> {
+    const fallback = this.fallback!
+    const standIn = fallback.mode === "local" ? fallback.standIn : undefined
+    const onStandIn = (report: boolean) =>
+      standIn?.circuit(this.storeKey(key), this.policy, now).force(to, now, report ? this.transitionsOf(key) : noTransition)
+    if (!fallback.healthy) {
+      return Effect.sync(() => {
+        onStandIn(true)
+        if (key === undefined) this.lastState = to
+      })
+    }
+    return Effect.matchEffect(this.store.force(this.storeKey(key), this.policy, to, now), {
+      onFailure: (error) =>
+        Effect.sync(() => {
+          this.storeFailed(error, now, undefined, key)
+          onStandIn(true)
+          if (key === undefined) this.lastState = to
+        }),
+      onSuccess: (transition) =>
+        Effect.sync(() => {
+          if (fallback.answered()) this.storeRecovered()
+          onStandIn(false)
+          this.observe(transition, key)
+          if (key === undefined) this.lastState = to
+        })
+    })
+  }
 }
+
+const noTransition = (): void => {}
 
 const BreakerProto = {
   [TypeId]: TypeId,
@@ -732,7 +1090,8 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
           keys,
           store,
           given === undefined,
-          now
+          now,
+          decoded.onStoreError ?? "local"
         )
         const registrations = internal.registerMetrics(
           fiber.context,
@@ -743,7 +1102,8 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
             impl.local === undefined
               ? impl.lastState
               : impl.circuitFor(undefined, now).refresh(now, impl.hiddenTransition),
-          () => impl.circuitCount()
+          () => impl.circuitCount(),
+          impl.fallback
         )
         const self: CircuitBreaker = Object.assign(Object.create(BreakerProto), {
           name: impl.name,
@@ -817,18 +1177,16 @@ const compileGuard = <I>(
     const mismatch = keyMismatch(resolved, key)
     if (mismatch !== undefined) return mismatch
     const impl = resolved.impl
-    if (impl.local === undefined) {
-      return Effect.withFiber((fiber) => impl.runThroughStore(fiber.getRef(Clock.Clock), key, self))
-    }
     // Per execution: the same guarded effect may run many times, even concurrently.
-    return Effect.suspend(() => impl.run(key, self))
+    if (impl.local === undefined) return Effect.withFiber((fiber) => impl.runThroughStore(fiber, key, self))
+    return Effect.withFiber((fiber) => impl.run(fiber, key, self))
   }
   if (isCircuitBreaker(breaker)) {
     // An instance is known now: check the key and pick the path once, not per call.
     const mismatch = keyMismatch(breaker, key)
     if (mismatch !== undefined) return () => mismatch
     const impl = breaker.impl
-    if (impl.local !== undefined) return (self) => Effect.suspend(() => impl.run(key, self))
+    if (impl.local !== undefined) return (self) => Effect.withFiber((fiber) => impl.run(fiber, key, self))
     return (self) => admit(breaker, self)
   }
   return (self) => Effect.flatMap(breaker, (resolved) => admit(resolved, self))
@@ -924,11 +1282,7 @@ export const state = <I = never>(breaker: CircuitBreakerOrKey<I>, key?: string):
       }
       return Effect.succeed(toStateInfo(circuit.read(now, impl.transitionsOf(key))))
     }
-    return Effect.map(impl.store.read(impl.storeKey(key), impl.policy, now), (reading) => {
-      impl.observe(reading.transition, key)
-      if (key === undefined) impl.lastState = reading.state
-      return toStateInfo(reading)
-    })
+    return Effect.map(impl.readShared(key, now), toStateInfo)
   })
 
 const force = (to: "Isolated" | "Disabled" | "Closed") =>
@@ -938,10 +1292,7 @@ const force = (to: "Isolated" | "Disabled" | "Closed") =>
       impl.circuitFor(key, now).force(to, now, impl.transitionsOf(key))
       return Effect.void
     }
-    return Effect.map(impl.store.force(impl.storeKey(key), impl.policy, to, now), (transition) => {
-      impl.observe(transition, key)
-      if (key === undefined) impl.lastState = to
-    })
+    return impl.forceShared(key, to, now)
   })
 
 /**
@@ -1036,6 +1387,10 @@ export interface Snapshot {
   readonly circuits: number
   /** Keyed circuits reclaimed so far (by an in-process store; a store shared by breakers counts all of them). */
   readonly reclaimed: number
+  /** Operations of a shared store that failed, by reason (always zero for an in-process store). */
+  readonly storeErrors: Readonly<Record<SharedStore.Reason, number>>
+  /** Calls decided by `onStoreError` instead of the shared store (the failed calls and those while it was down). */
+  readonly decidedWithoutStore: number
 }
 
 /**
@@ -1058,7 +1413,11 @@ export const stats = <I = never>(breaker: CircuitBreakerOrKey<I>): Effect.Effect
           transitions: c.transitions,
           openings: c.openings,
           circuits: impl.circuitCount(),
-          reclaimed: impl.keyed && impl.local !== undefined ? impl.local.reclaimed() : 0
+          reclaimed: impl.keyed && impl.local !== undefined ? impl.local.reclaimed() : 0,
+          storeErrors: impl.fallback === undefined
+            ? { Unavailable: 0, Timeout: 0, Rejected: 0 }
+            : { ...impl.fallback.errors },
+          decidedWithoutStore: impl.fallback?.decided ?? 0
         }
       }
       if (impl.keyed) return Effect.succeed(snapshot(undefined))
@@ -1066,11 +1425,7 @@ export const stats = <I = never>(breaker: CircuitBreakerOrKey<I>): Effect.Effect
         // Brought up to date first, as a state read would (a lost probe reopens the circuit).
         return Effect.succeed(snapshot(impl.circuitFor(undefined, now).refresh(now, impl.hiddenTransition)))
       }
-      return Effect.map(impl.store.read(impl.name, impl.policy, now), (reading) => {
-        impl.observe(reading.transition, undefined)
-        impl.lastState = reading.state
-        return snapshot(reading.state)
-      })
+      return Effect.map(impl.readShared(undefined, now), (reading) => snapshot(reading.state))
     }))
 
 /**

@@ -101,9 +101,13 @@
  * - Times are epoch milliseconds from Effect's `Clock` (so `TestClock` drives
  *   everything), and `elapsedMs` is measured by the caller. A remote store
  *   may use its own clock instead, as long as it uses it for every decision
- *   of a key.
- * - A store has no error channel: a remote store decides itself what an
- *   outage means (let calls through, or reject them).
+ *   of a key (durations such as `retryAfterMs` are the same in every frame;
+ *   a transition's `at` is reported at the caller's `now`).
+ * - An operation fails with `StoreError` (`Store.ts`) only when the store
+ *   could not decide (unreachable, no answer in time, an error reply). The
+ *   breaker then applies its `onStoreError` policy: run the call unrecorded,
+ *   reject it with reason `StoreUnavailable`, or decide with an in-memory
+ *   stand-in. A timed-out operation may still have been committed.
  * - A key is always used with the same policy: a store may keep the policy
  *   it saw first.
  * - A breaker given a store keys its state as `name` (plain breaker) or
@@ -115,6 +119,7 @@
 import { Duration, Effect } from "effect"
 import type { Outcome, State } from "./CircuitBreaker.ts"
 import * as internal from "./internal/circuitBreakerStore.ts"
+import type { StoreError } from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -353,7 +358,7 @@ export interface InProcess {
 export interface CircuitBreakerStore {
   readonly [TypeId]: typeof TypeId
   /** Decides one call and commits the decision: one atomic step, one round trip. */
-  readonly admit: (key: string, policy: Policy, now: number) => Effect.Effect<Admission>
+  readonly admit: (key: string, policy: Policy, now: number) => Effect.Effect<Admission, StoreError>
   /** Records the outcome of an admitted call; a stale permit changes nothing. */
   readonly record: (
     key: string,
@@ -362,16 +367,16 @@ export interface CircuitBreakerStore {
     outcome: Outcome,
     elapsedMs: number,
     now: number
-  ) => Effect.Effect<Transition | undefined>
+  ) => Effect.Effect<Transition | undefined, StoreError>
   /** Reads a circuit (noticing a lost probe); creates nothing. */
-  readonly read: (key: string, policy: Policy, now: number) => Effect.Effect<Reading>
+  readonly read: (key: string, policy: Policy, now: number) => Effect.Effect<Reading, StoreError>
   /** Manual control: isolate, disable, or reset to `Closed`. */
   readonly force: (
     key: string,
     policy: Policy,
     to: "Isolated" | "Disabled" | "Closed",
     now: number
-  ) => Effect.Effect<Transition | undefined>
+  ) => Effect.Effect<Transition | undefined, StoreError>
   /** Present for in-process stores: the same operations, synchronous, per circuit. */
   readonly inProcess?: InProcess | undefined
 }
@@ -392,11 +397,15 @@ export const isCircuitBreakerStore = (u: unknown): u is CircuitBreakerStore =>
  * **Example** (A store backed by a remote service)
  *
  * ```ts
- * import { CircuitBreakerStore } from "@bulwark/core"
+ * import { CircuitBreakerStore, type StoreError } from "@bulwark/core"
  * import type { Effect } from "effect"
  *
  * declare const scripts: {
- *   admit: (key: string, policy: CircuitBreakerStore.Policy, now: number) => Effect.Effect<CircuitBreakerStore.Admission>
+ *   admit: (
+ *     key: string,
+ *     policy: CircuitBreakerStore.Policy,
+ *     now: number
+ *   ) => Effect.Effect<CircuitBreakerStore.Admission, StoreError> // StoreError when it cannot decide
  *   record: CircuitBreakerStore.CircuitBreakerStore["record"]
  *   read: CircuitBreakerStore.CircuitBreakerStore["read"]
  *   force: CircuitBreakerStore.CircuitBreakerStore["force"]

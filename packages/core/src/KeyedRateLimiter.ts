@@ -58,10 +58,12 @@ import { decodeOptions, DurationInput, PositiveInt } from "./internal/options.ts
 import * as internal from "./internal/rateLimiter.ts"
 import * as options from "./internal/rateLimiterOptions.ts"
 import { limitOf } from "./internal/rateLimiterStore.ts"
+import * as tracing from "./internal/tracing.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 import type { Algorithm, Event, GuardOptions, Permit, RateLimited, Reason } from "./RateLimiter.ts"
-import { guardOf, permitOf } from "./RateLimiter.ts"
+import { guardOf, permitOf, storeErrorsOf } from "./RateLimiter.ts"
 import * as RateLimiterStore from "./RateLimiterStore.ts"
+import type * as Store from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -113,6 +115,8 @@ export interface Options {
   readonly maxWait?: Duration.Input | undefined
   /** Default: a fresh in-memory store owned by this limiter. A shared store keys state as `name:key`. */
   readonly store?: RateLimiterStore.RateLimiterStore | undefined
+  /** What a call does when a shared `store` cannot decide; default `"local"` (see `RateLimiter.Options`). */
+  readonly onStoreError?: Store.OnStoreError | undefined
   /** Most keys with state at once. Required: an unbounded key space is a memory leak. */
   readonly maxKeys: number
   /** A key at rest and unused for this long is dropped when a new key arrives; default 1 minute. */
@@ -165,6 +169,8 @@ export class KeyedState implements internal.MetricSource {
   readonly metricContext: Context.Context<never>
   /** The creating fiber's clock, for metrics read outside any fiber. */
   readonly clock: Clock.Clock
+  /** A shared store's `onStoreError` machinery, one for every key. */
+  readonly fallback: ReturnType<typeof internal.fallbackFor>
 
   constructor(o: {
     readonly name: string
@@ -188,6 +194,7 @@ export class KeyedState implements internal.MetricSource {
     this.exposeKeys = o.exposeKeys
     this.metricContext = o.metricContext
     this.clock = o.clock
+    this.fallback = internal.fallbackFor(this.store, o.settings.onStoreError, o.maxKeys)
   }
 
   /** The state for `key`, created (and idle keys dropped) on demand; `undefined` when no key can be dropped. */
@@ -213,14 +220,15 @@ export class KeyedState implements internal.MetricSource {
       maxWaitMs: this.maxWaitMs,
       store: this.store,
       listeners: this.listeners,
-      onRelease: this.onRelease
+      onRelease: this.onRelease,
+      fallback: this.fallback
     })
     const registrations = this.exposeKeys
       ? internal.registerMetrics(
         this.metricContext,
         { name: this.name, key },
         limiter,
-        internal.reasons.slice(0, 3),
+        internal.reportedReasons(false, this.fallback !== undefined),
         () => limiter.remainingAt(this.clock.currentTimeMillisUnsafe())
       )
       : undefined
@@ -272,10 +280,27 @@ export class KeyedState implements internal.MetricSource {
   }
 
   /** Rejections decided before a key's state is involved: an impossible cost, or no room for a new key. */
-  rejectAtDoor(reason: "Exceeded" | "TooManyKeys", key: string, cost: number, now: number): Effect.Effect<never, RateLimited> {
+  rejectAtDoor(
+    reason: "Exceeded" | "TooManyKeys",
+    key: string,
+    cost: number,
+    now: number,
+    caller: Fiber.Fiber<unknown, unknown>
+  ): Effect.Effect<never, RateLimited> {
     this.door[reason]++
     const retryAfterMs = reason === "Exceeded" ? Infinity : Math.max(0, this.saturatedUntil - now)
     const shownKey = this.exposeKeys ? key : undefined
+    const span = tracing.spanOf(caller)
+    if (span !== undefined) {
+      const attributes: tracing.Attributes = {
+        "bulwark.name": this.name,
+        "bulwark.ratelimiter.reason": reason,
+        "bulwark.ratelimiter.cost": cost
+      }
+      if (shownKey !== undefined) attributes["bulwark.ratelimiter.key"] = shownKey
+      if (retryAfterMs !== Infinity) attributes["bulwark.ratelimiter.retry_after_ms"] = retryAfterMs
+      tracing.event(caller, span, "bulwark.ratelimiter.rejected", attributes)
+    }
     if (this.listeners.active) {
       const event: Event = {
         _tag: "Rejected",
@@ -376,7 +401,14 @@ export const make = (options_: Options): Effect.Effect<KeyedRateLimiter, Invalid
           metricContext: fiber.context,
           clock: fiber.getRef(Clock.Clock)
         })
-        const registrations = internal.registerMetrics(fiber.context, { name: state.name }, state, internal.reasons, undefined)
+        const registrations = internal.registerMetrics(
+          fiber.context,
+          { name: state.name },
+          state,
+          internal.reportedReasons(true, state.fallback !== undefined),
+          undefined,
+          state.fallback
+        )
         registrations.push(
           pullGauge(fiber.context, "bulwark.ratelimiter.keys", "Keys with state", { name: state.name }, () => state.entries.size)
         )
@@ -417,7 +449,7 @@ const keyedGuard = (state: KeyedState, key: string, cost: number): Guard => {
   if (cost > state.limit) {
     return () =>
       Effect.withFiber((fiber) =>
-        state.rejectAtDoor("Exceeded", key, cost, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe())
+        state.rejectAtDoor("Exceeded", key, cost, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe(), fiber)
       )
   }
   const shared = state.store.inProcess === undefined
@@ -426,8 +458,8 @@ const keyedGuard = (state: KeyedState, key: string, cost: number): Guard => {
       Effect.withFiber((fiber) => {
         const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
         const limiter = state.limiterFor(key, now)
-        if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, cost, now)
         const f = fiber as Fiber.Fiber<unknown, unknown>
+        if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, cost, now, f)
         return shared ? limiter.admitShared(f, self, cost, restore) : limiter.admitOrWait(f, self, cost, restore)
       })
     )
@@ -436,8 +468,8 @@ const keyedGuard = (state: KeyedState, key: string, cost: number): Guard => {
     Effect.withFiber<A, E | RateLimited, R>((fiber) => {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const limiter = state.limiterFor(key, now)
-      if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, cost, now)
-      const decided = limiter.decideNow(now, cost)
+      if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, cost, now, fiber)
+      const decided = limiter.decideNow(now, cost, fiber)
       if (decided === undefined) return self
       return decided === internal.pending ? slow(self) : decided
     })
@@ -509,9 +541,9 @@ export const consume = <I = never>(
   return withKeyed(keyed, ({ state }) =>
     Effect.withFiber((fiber) => {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-      if (cost > state.limit) return state.rejectAtDoor("Exceeded", key, cost, now)
+      if (cost > state.limit) return state.rejectAtDoor("Exceeded", key, cost, now, fiber)
       const limiter = state.limiterFor(key, now)
-      if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, cost, now)
+      if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, cost, now, fiber)
       return permitOf(limiter, guardOf(limiter, cost))
     }))
 }
@@ -535,7 +567,7 @@ export const block = <I = never>(
     Effect.withFiber((fiber) => {
       const now = fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
       const limiter = state.limiterFor(key, now)
-      if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, 0, now)
+      if (limiter === undefined) return state.rejectAtDoor("TooManyKeys", key, 0, now, fiber)
       return limiter.block(now + ms, now)
     }))
 }
@@ -563,6 +595,10 @@ export interface Snapshot {
   readonly waiting: number
   readonly totalWait: Duration.Duration
   readonly longestWait: Duration.Duration
+  /** Operations of a shared store that failed, by reason (always zero for an in-process store). */
+  readonly storeErrors: Readonly<Record<Store.Reason, number>>
+  /** Calls decided by `onStoreError` instead of the shared store. */
+  readonly decidedWithoutStore: number
   /** Per-key figures, only with `exposeKeys: true`. */
   readonly perKey:
     | ReadonlyArray<{
@@ -598,6 +634,8 @@ export const stats = <I = never>(keyed: KeyedRateLimiterOrKey<I>): Effect.Effect
         waiting: state.waiting,
         totalWait: Duration.millis(state.totalWaitMs),
         longestWait: Duration.millis(state.longestWaitMs),
+        storeErrors: storeErrorsOf(state.fallback),
+        decidedWithoutStore: state.fallback?.decided ?? 0,
         perKey: state.exposeKeys
           ? Array.from(state.entries, ([key, { limiter }]) => ({
             key,

@@ -34,7 +34,10 @@
  * - Each decision is one synchronous call into the in-memory store (a few
  *   hundred nanoseconds); the state sits behind a `RateLimiterStore`, whose
  *   one-call-per-decision contract a remote store implements in one round
- *   trip.
+ *   trip (`RedisRateLimiterStore` of `@bulwark/redis`: one limit for every
+ *   process). When a shared store cannot decide, `onStoreError` does:
+ *   `"local"` (default, an in-memory limiter of the same options),
+ *   `"fail-open"` or `"fail-closed"` (reason `StoreUnavailable`).
  *
  * **Gotchas**
  *
@@ -81,6 +84,7 @@ import { decodeOptions } from "./internal/options.ts"
 import type { InvalidOptions } from "./InvalidOptions.ts"
 import * as KeyedRateLimiter from "./KeyedRateLimiter.ts"
 import * as RateLimiterStore from "./RateLimiterStore.ts"
+import type * as Store from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -267,11 +271,14 @@ export type RateLimiterOrKey<I = never> = RateLimiter | Context.Key<I, RateLimit
  *   `maxWait` away; it fails at once.
  * - `TooManyKeys`: (keyed limiters) the key would need new state, but
  *   `maxKeys` keys are all in use.
+ * - `StoreUnavailable`: (shared store, `onStoreError: "fail-closed"`) the
+ *   store could not decide; `retryAfter` is the time until the limiter asks
+ *   it again (at most one second).
  *
  * @since 0.1.0
  * @category errors
  */
-export const Reason = Schema.Literals(["Exceeded", "Blocked", "WaitTooLong", "TooManyKeys"])
+export const Reason = Schema.Literals(["Exceeded", "Blocked", "WaitTooLong", "TooManyKeys", "StoreUnavailable"])
 
 /**
  * @since 0.1.0
@@ -339,6 +346,24 @@ export interface Options {
   readonly maxWait?: Duration.Input | undefined
   /** Where the state lives; default a fresh in-memory store owned by this limiter. */
   readonly store?: RateLimiterStore.RateLimiterStore | undefined
+  /**
+   * What a call does when a shared `store` cannot decide (unreachable, no
+   * answer within its timeout, an error reply); an in-process store never
+   * fails. Default `"local"`.
+   *
+   * - `"local"`: an in-memory limiter of the same options decides in this
+   *   process until the store answers again. Limits hold per process: a
+   *   fleet of N processes admits up to N times the limit meanwhile.
+   * - `"fail-open"`: the call passes (availability first; a block this
+   *   process knows of still holds).
+   * - `"fail-closed"`: the call fails with reason `StoreUnavailable`
+   *   (protection first).
+   *
+   * While the store is down (`Unavailable` or `Timeout`), the limiter asks
+   * it again once per second, and the policy decides every other call at
+   * once, so a dead store costs one failed round trip per second.
+   */
+  readonly onStoreError?: Store.OnStoreError | undefined
 }
 
 /**
@@ -410,6 +435,8 @@ export const make = (options_: Options): Effect.Effect<RateLimiter, InvalidOptio
   Effect.flatMap(decode(options_), (decoded) =>
     Effect.flatMap(options.settingsOf("RateLimiter", decoded), (settings) =>
       Effect.withFiber((fiber) => {
+        const store = decoded.store ?? RateLimiterStore.memory()
+        const fallback = internal.fallbackFor(store, settings.onStoreError, 1)
         const state = new internal.LimiterState({
           name: decoded.name,
           key: undefined,
@@ -418,16 +445,18 @@ export const make = (options_: Options): Effect.Effect<RateLimiter, InvalidOptio
           limit: limitOf(settings.algorithm),
           wait: settings.wait,
           maxWaitMs: settings.maxWaitMs,
-          store: decoded.store ?? RateLimiterStore.memory(),
-          listeners: new EventHub()
+          store,
+          listeners: new EventHub(),
+          fallback
         })
         const clock = fiber.getRef(Clock.Clock)
         const registrations = internal.registerMetrics(
           fiber.context,
           { name: state.name },
           state,
-          internal.reasons.slice(0, 3),
-          () => state.remainingAt(clock.currentTimeMillisUnsafe())
+          internal.reportedReasons(false, fallback !== undefined),
+          () => state.remainingAt(clock.currentTimeMillisUnsafe()),
+          fallback
         )
         return Effect.as(
           Effect.addFinalizer(() =>
@@ -496,7 +525,7 @@ export const guardOf = (state: internal.LimiterState, cost: number): Guard => {
   return <A, E, R>(self: Effect.Effect<A, E, R>) =>
     Effect.withFiber<A, E | RateLimited, R>((fiber) => {
       const now = state.clockOf(fiber as Fiber.Fiber<unknown, unknown>).currentTimeMillisUnsafe()
-      const decided = state.decideNow(now, cost)
+      const decided = state.decideNow(now, cost, fiber as Fiber.Fiber<unknown, unknown>)
       if (decided === undefined) return self
       return decided === internal.pending ? slow(self) : decided
     })
@@ -701,6 +730,10 @@ export interface Snapshot {
   readonly totalWait: Duration.Duration
   /** Longest wait of an admitted call. */
   readonly longestWait: Duration.Duration
+  /** Operations of a shared store that failed, by reason (always zero for an in-process store). */
+  readonly storeErrors: Readonly<Record<Store.Reason, number>>
+  /** Calls decided by `onStoreError` instead of the shared store (the failed calls and those while it was down). */
+  readonly decidedWithoutStore: number
 }
 
 /** @internal */
@@ -723,9 +756,17 @@ export const snapshotOf = (state: internal.LimiterState, now: number): Snapshot 
     remaining: state.remainingAt(now),
     blockedFor: state.blockedUntil > now ? Duration.millis(state.blockedUntil - now) : Duration.zero,
     totalWait: Duration.millis(state.totalWaitMs),
-    longestWait: Duration.millis(state.longestWaitMs)
+    longestWait: Duration.millis(state.longestWaitMs),
+    storeErrors: storeErrorsOf(state.fallback),
+    decidedWithoutStore: state.fallback?.decided ?? 0
   }
 }
+
+/** @internal */
+export const storeErrorsOf = (
+  fallback: { readonly errors: Readonly<Record<Store.Reason, number>> } | undefined
+): Readonly<Record<Store.Reason, number>> =>
+  fallback === undefined ? { Unavailable: 0, Timeout: 0, Rejected: 0 } : { ...fallback.errors }
 
 /**
  * Takes a {@link Snapshot} of the limiter.
@@ -757,7 +798,13 @@ export const stats = <I = never>(limiter: RateLimiterOrKey<I>): Effect.Effect<Sn
  * @since 0.1.0
  * @category events
  */
-export type Event = Event.Admitted | Event.Rejected | Event.Cancelled | Event.Blocked
+export type Event =
+  | Event.Admitted
+  | Event.Rejected
+  | Event.Cancelled
+  | Event.Blocked
+  | Event.StoreFailed
+  | Event.StoreRecovered
 
 /**
  * @since 0.1.0
@@ -794,6 +841,25 @@ export declare namespace Event {
     readonly key?: string
     /** Epoch milliseconds (Effect's `Clock`) until which nothing passes. */
     readonly until: number
+  }
+  /** An operation of the shared store failed; `onStoreError` decided instead. */
+  export interface StoreFailed {
+    readonly _tag: "StoreFailed"
+    readonly name: string
+    /** The key of the call that met the failure (keyed limiters with `exposeKeys`). */
+    readonly key?: string
+    /** `consume`, `refund` or `block`. */
+    readonly operation: string
+    readonly reason: Store.Reason
+    /** What the store or its client said. */
+    readonly message: string
+    readonly onStoreError: Store.OnStoreError
+  }
+  /** The shared store answered again after failing: it decides again. */
+  export interface StoreRecovered {
+    readonly _tag: "StoreRecovered"
+    readonly name: string
+    readonly key?: string
   }
 }
 

@@ -47,9 +47,13 @@
  *
  * - Times are epoch milliseconds from Effect's `Clock` (so `TestClock` drives
  *   everything). A remote store may use its own clock instead, as long as it
- *   uses it for every decision of a key.
- * - A store has no error channel: a remote store decides itself what an
- *   outage means (let calls through, or reject them with a `retryAfter`).
+ *   uses it for every decision of a key and returns times in the caller's
+ *   frame (`at - now` is the wait it means).
+ * - An operation fails with `StoreError` (`Store.ts`) only when the store
+ *   could not decide (unreachable, no answer in time, an error reply). The
+ *   limiter then applies its `onStoreError` policy: let the call through,
+ *   reject it with reason `StoreUnavailable`, or decide with an in-memory
+ *   stand-in. A timed-out `consume` may still have been committed.
  * - Share one in-memory store only between limiters that use different keys:
  *   it trusts its owner to refund in reverse order of reservation.
  *
@@ -57,6 +61,7 @@
  */
 import { Effect } from "effect"
 import * as internal from "./internal/rateLimiterStore.ts"
+import type { StoreError } from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -155,11 +160,17 @@ export interface RateLimiterStore {
     cost: number,
     now: number,
     maxWait: number
-  ) => Effect.Effect<Decision>
+  ) => Effect.Effect<Decision, StoreError>
   /** Gives back a reservation whose time has not come; may be forfeited (see the module documentation). */
-  readonly refund: (key: string, algorithm: Algorithm, cost: number, at: number, now: number) => Effect.Effect<void>
+  readonly refund: (
+    key: string,
+    algorithm: Algorithm,
+    cost: number,
+    at: number,
+    now: number
+  ) => Effect.Effect<void, StoreError>
   /** Nothing passes for `key` before `until` (a later block extends, an earlier one changes nothing). */
-  readonly block: (key: string, algorithm: Algorithm, until: number, now: number) => Effect.Effect<void>
+  readonly block: (key: string, algorithm: Algorithm, until: number, now: number) => Effect.Effect<void, StoreError>
   /** Present for in-process stores: the same operations, synchronous. */
   readonly inProcess?: InProcess | undefined
 }
@@ -180,12 +191,12 @@ export const isRateLimiterStore = (u: unknown): u is RateLimiterStore =>
  * **Example** (A store backed by a remote service)
  *
  * ```ts
- * import { RateLimiterStore } from "@bulwark/core"
+ * import { RateLimiterStore, type StoreError } from "@bulwark/core"
  * import { Effect } from "effect"
  *
  * declare const script: (
  *   key: string, algorithm: RateLimiterStore.Algorithm, cost: number, now: number, maxWait: number
- * ) => Effect.Effect<RateLimiterStore.Decision>
+ * ) => Effect.Effect<RateLimiterStore.Decision, StoreError> // StoreError when it cannot decide
  *
  * const remote = RateLimiterStore.make({
  *   consume: script,

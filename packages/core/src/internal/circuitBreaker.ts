@@ -3,6 +3,7 @@ import type * as CircuitBreaker from "../CircuitBreaker.ts"
 import { CircuitOpen } from "../CircuitBreaker.ts"
 import { EventHub } from "./events.ts"
 import { pullCounter, pullGauge } from "./metrics.ts"
+import { type StoreFallback, storeReasons } from "./storeFallback.ts"
 
 /**
  * What a breaker keeps besides its circuits (which live in its store):
@@ -24,7 +25,7 @@ export class Counters {
   successes = 0
   failures = 0
   ignored = 0
-  readonly rejected: Record<Reason, number> = { Open: 0, ProbesBusy: 0, Isolated: 0 }
+  readonly rejected: Record<Reason, number> = { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0 }
   transitions = 0
   openings = 0
   readonly hub = new EventHub<CircuitBreaker.Event>()
@@ -39,7 +40,7 @@ export const fastOpenError = (
   name: string,
   key: string | undefined,
   reason: Reason,
-  state: "Open" | "HalfOpen" | "Isolated",
+  state: CircuitOpen["state"],
   retryAfterMs: number
 ): CircuitOpen => {
   const error = Object.create(CircuitOpen.prototype)
@@ -68,7 +69,8 @@ export const registerMetrics = (
   name: string,
   counters: Counters,
   currentState: ((now: number) => State) | undefined,
-  circuits: () => number
+  circuits: () => number,
+  fallback?: StoreFallback<unknown> | undefined
 ): Array<Metric.Registration> => {
   const attributes = { name }
   const counter = (id: string, description: string, attrs: Readonly<Record<string, string>>, get: () => number) =>
@@ -80,10 +82,26 @@ export const registerMetrics = (
     counter("bulwark.circuitbreaker.transitions", "State transitions", attributes, () => counters.transitions),
     counter("bulwark.circuitbreaker.openings", "Transitions to Open", attributes, () => counters.openings)
   ]
-  for (const reason of ["Open", "ProbesBusy", "Isolated"] as const) {
+  // StoreUnavailable only on a shared store: an in-process store never fails.
+  const reasons: ReadonlyArray<Reason> = fallback === undefined
+    ? ["Open", "ProbesBusy", "Isolated"]
+    : ["Open", "ProbesBusy", "Isolated", "StoreUnavailable"]
+  for (const reason of reasons) {
     registrations.push(
       counter("bulwark.circuitbreaker.rejected", "Calls rejected, by reason", { name, reason }, () => counters.rejected[reason])
     )
+  }
+  if (fallback !== undefined) {
+    for (const reason of storeReasons) {
+      registrations.push(
+        counter(
+          "bulwark.circuitbreaker.store_errors",
+          "Operations of the shared store that failed, by reason",
+          { name, reason },
+          () => fallback.errors[reason]
+        )
+      )
+    }
   }
   registrations.push(
     currentState !== undefined

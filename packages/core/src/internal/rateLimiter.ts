@@ -4,22 +4,81 @@ import type * as Fiber from "effect/Fiber"
 import type * as RateLimiter from "../RateLimiter.ts"
 import { RateLimited } from "../RateLimiter.ts"
 import type * as Store from "../RateLimiterStore.ts"
+import type { OnStoreError, StoreError } from "../Store.ts"
 import { EventHub } from "./events.ts"
 import { pullCounter, pullGauge } from "./metrics.ts"
+import { MemoryStore } from "./rateLimiterStore.ts"
+import { StoreFallback, storeReasons } from "./storeFallback.ts"
+import * as tracing from "./tracing.ts"
 
 type Reason = RateLimiter.Reason
 type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
 type Listeners = EventHub<RateLimiter.Event>
 
 /** @internal */
-export const reasons: ReadonlyArray<Reason> = ["Exceeded", "Blocked", "WaitTooLong", "TooManyKeys"]
+export const reasons: ReadonlyArray<Reason> = ["Exceeded", "Blocked", "WaitTooLong", "TooManyKeys", "StoreUnavailable"]
 
 /** @internal */
-export const emptyRejected = (): Record<Reason, number> => ({ Exceeded: 0, Blocked: 0, WaitTooLong: 0, TooManyKeys: 0 })
+export const emptyRejected = (): Record<Reason, number> => ({
+  Exceeded: 0,
+  Blocked: 0,
+  WaitTooLong: 0,
+  TooManyKeys: 0,
+  StoreUnavailable: 0
+})
 
 /** @internal */
 export const sumRejected = (r: Readonly<Record<Reason, number>>): number =>
-  r.Exceeded + r.Blocked + r.WaitTooLong + r.TooManyKeys
+  r.Exceeded + r.Blocked + r.WaitTooLong + r.TooManyKeys + r.StoreUnavailable
+
+/**
+ * The reasons a limiter reports as metric series: `TooManyKeys` only for
+ * keyed limiters, `StoreUnavailable` only on a shared store (an in-process
+ * store never fails).
+ *
+ * @internal
+ */
+export const reportedReasons = (keyed: boolean, shared: boolean): ReadonlyArray<Reason> =>
+  reasons.filter((r) => (r !== "TooManyKeys" || keyed) && (r !== "StoreUnavailable" || shared))
+
+/**
+ * The in-memory stand-in of `onStoreError: "local"`: the same algorithms as
+ * the limiter's own memory store, one state per store key. A keyed limiter's
+ * stand-in drops keys at rest once it holds more than `maxKeys` (a fresh
+ * state decides exactly like a state at rest).
+ *
+ * @internal
+ */
+export class StandIn extends MemoryStore {
+  private readonly maxKeys: number
+  private pruneAbove: number
+  constructor(maxKeys: number) {
+    super()
+    this.maxKeys = maxKeys
+    this.pruneAbove = maxKeys
+  }
+  pruneAtRest(algorithm: Store.Algorithm, now: number): void {
+    if (this.states.size <= this.pruneAbove) return
+    for (const [key, state] of this.states) {
+      if (state.resetAt(algorithm, now) <= now) this.forget(key)
+    }
+    // Keys still busy stay; scanning again only once the map has doubled keeps this O(1) amortized.
+    this.pruneAbove = Math.max(this.maxKeys, this.states.size * 2)
+  }
+}
+
+/**
+ * A shared store's fallback, or `undefined` for an in-process store (its
+ * hot path never asks).
+ *
+ * @internal
+ */
+export const fallbackFor = (
+  store: Store.RateLimiterStore,
+  mode: OnStoreError,
+  maxKeys: number
+): StoreFallback<StandIn> | undefined =>
+  store.inProcess === undefined ? new StoreFallback(mode, () => new StandIn(maxKeys)) : undefined
 
 /**
  * Builds a `RateLimited` without running its Schema constructor (see
@@ -72,6 +131,8 @@ class Waiter {
   at: number
   /** Set when the waiter leaves the waiting room: `Effect.void` when admitted, a failure when rejected. */
   outcome: Effect.Effect<void, RateLimited> | undefined = undefined
+  /** Its reservation is in the `"local"` stand-in (the shared store was down), which gets it back on interruption. */
+  standIn = false
   resume: ((effect: Effect.Effect<void>) => void) | undefined = undefined
   readonly cost: number
   readonly arrivedAt: number
@@ -160,6 +221,8 @@ export interface LimiterConfig {
   readonly listeners: Listeners
   /** Told when a waiter leaves without being admitted (keyed limiters re-check their keys). */
   readonly onRelease?: (() => void) | undefined
+  /** A shared store's `onStoreError` machinery (one per limiter, shared by a keyed limiter's keys). */
+  readonly fallback?: StoreFallback<StandIn> | undefined
 }
 
 let nextId = 0
@@ -186,6 +249,8 @@ export class LimiterState {
   /** The store's synchronous operations: present for in-process stores, which this limiter then owns. */
   readonly sync: Store.InProcess | undefined
   readonly listeners: Listeners
+  /** Present for a shared store: what its failures mean, and what they cost so far. */
+  readonly fallback: StoreFallback<StandIn> | undefined
   private readonly onRelease: (() => void) | undefined
 
   admitted = 0
@@ -226,6 +291,7 @@ export class LimiterState {
     this.sync = config.store.inProcess
     this.listeners = config.listeners
     this.onRelease = config.onRelease
+    this.fallback = config.fallback
     this.lastRemaining = config.limit
   }
 
@@ -238,8 +304,20 @@ export class LimiterState {
   // outcomes
   // ---------------------------------------------------------------------------
 
-  reject(reason: Reason, retryAfterMs: number, cost: number): Effect.Effect<never, RateLimited> {
+  /**
+   * `caller` is the fiber of the rejected call when the rejection is decided
+   * in it: its current span gets the rejection as an event. A waiter rejected
+   * by another fiber (a block) has its wait span instead.
+   */
+  reject(
+    reason: Reason,
+    retryAfterMs: number,
+    cost: number,
+    caller?: Fiber.Fiber<unknown, unknown>
+  ): Effect.Effect<never, RateLimited> {
     this.rejected[reason]++
+    // Out of line: a bigger `reject` would no longer be inlined into the paths that call it.
+    if (caller !== undefined && caller.cache.span !== undefined) this.traceRejection(caller, reason, retryAfterMs, cost)
     if (this.listeners.active) {
       this.emit({
         _tag: "Rejected",
@@ -251,6 +329,39 @@ export class LimiterState {
       })
     }
     return Effect.fail(fastError(this.name, this.key, reason, retryAfterMs, this.limit))
+  }
+
+  /** A rejection decided in the caller's fiber, as an event on its span (if traced). */
+  private traceRejection(caller: Fiber.Fiber<unknown, unknown>, reason: Reason, retryAfterMs: number, cost: number): void {
+    const span = tracing.spanOf(caller)
+    if (span === undefined) return
+    const attributes = this.spanAttributes({ "bulwark.ratelimiter.reason": reason, "bulwark.ratelimiter.cost": cost })
+    if (retryAfterMs !== Infinity) attributes["bulwark.ratelimiter.retry_after_ms"] = Math.max(0, retryAfterMs)
+    tracing.event(caller, span, "bulwark.ratelimiter.rejected", attributes)
+  }
+
+  /** `bulwark.name`, the key when the keyed limiter exposes its keys, and `extra`. */
+  spanAttributes(extra: tracing.Attributes): tracing.Attributes {
+    const attributes: tracing.Attributes = { "bulwark.name": this.name }
+    if (this.key !== undefined) attributes["bulwark.ratelimiter.key"] = this.key
+    return Object.assign(attributes, extra)
+  }
+
+  /**
+   * A waiter's wait; in a child span `bulwark.ratelimiter.wait` when the
+   * caller is traced (the call waits anyway, a span costs little next to it).
+   */
+  private tracedWait(fiber: Fiber.Fiber<unknown, unknown>, waiter: Waiter, now: number): Effect.Effect<void, RateLimited> {
+    if (tracing.spanOf(fiber) === undefined) return waiter.wait
+    return tracing.withWaitSpan(
+      "bulwark.ratelimiter.wait",
+      this.spanAttributes({
+        "bulwark.ratelimiter.cost": waiter.cost,
+        "bulwark.ratelimiter.reserved_wait_ms": Math.max(0, waiter.at - now)
+      }),
+      "bulwark.ratelimiter.outcome",
+      waiter.wait
+    )
   }
 
   private admittedNow(cost: number): void {
@@ -297,7 +408,11 @@ export class LimiterState {
    * `pending` means "may wait": the caller must decide again under an
    * interruption mask, where a reservation cannot leak.
    */
-  decideNow(now: number, cost: number): Effect.Effect<never, RateLimited> | typeof pending | undefined {
+  decideNow(
+    now: number,
+    cost: number,
+    caller: Fiber.Fiber<unknown, unknown>
+  ): Effect.Effect<never, RateLimited> | typeof pending | undefined {
     // With callers waiting or about to start, a new call queues behind them even
     // if its slot is now (theirs came, their fibers have not run yet).
     if (this.head !== undefined || this.readyHead !== undefined) return pending
@@ -307,7 +422,7 @@ export class LimiterState {
       return undefined
     }
     if (this.wait && d.at !== Infinity) return pending
-    return this.reject(d.blocked ? "Blocked" : "Exceeded", d.at - now, cost)
+    return this.reject(d.blocked ? "Blocked" : "Exceeded", d.at - now, cost, caller)
   }
 
   /**
@@ -324,7 +439,7 @@ export class LimiterState {
     const clock = this.clockOf(fiber)
     const now = clock.currentTimeMillisUnsafe()
     const d = this.sync!.consume(this.storeKey, this.algorithm, cost, now, this.maxWaitMs)
-    if (!d.admitted) return this.reject(this.reasonOf(d), d.at - now, cost)
+    if (!d.admitted) return this.reject(this.reasonOf(d), d.at - now, cost, fiber)
     if (d.at <= now && this.head === undefined && this.readyHead === undefined) {
       this.admittedNow(cost)
       return restore(self)
@@ -334,38 +449,161 @@ export class LimiterState {
     // A slot that is now, behind callers due before it: admitted with them, started after them.
     if (d.at <= now) this.admitDue(now, waiter)
     return Effect.flatMap(
-      Effect.onInterrupt(restore(waiter.wait), () => Effect.sync(() => this.abandon(waiter))),
+      Effect.onInterrupt(restore(this.tracedWait(fiber, waiter, now)), () => Effect.sync(() => this.abandon(waiter))),
       () => restore(self)
     )
   }
 
-  /** Admission through a shared (remote) store: one store call, then the same waiting as in process. */
+  /**
+   * Admission through a shared (remote) store: one store call, then the same
+   * waiting as in process. When the store cannot decide (or is known to be
+   * down, see `StoreFallback`), the `onStoreError` policy decides instead.
+   */
   admitShared<A, E, R>(
     fiber: Fiber.Fiber<unknown, unknown>,
     self: Effect.Effect<A, E, R>,
     cost: number,
     restore: Restore
   ): Effect.Effect<A, E | RateLimited, R> {
-    if (cost > this.limit) return this.reject("Exceeded", Infinity, cost)
+    if (cost > this.limit) return this.reject("Exceeded", Infinity, cost, fiber)
     const clock = this.clockOf(fiber)
     const now = clock.currentTimeMillisUnsafe()
-    return Effect.flatMap(this.store.consume(this.storeKey, this.algorithm, cost, now, this.maxWaitMs), (d) => {
-      const later = clock.currentTimeMillisUnsafe()
-      this.lastRemaining = d.remaining
-      this.lastResetAt = d.resetAt
-      if (!d.admitted) return this.reject(this.reasonOf(d), d.at - later, cost)
-      if (d.at <= later && this.head === undefined && this.readyHead === undefined) {
+    const fallback = this.fallback!
+    if (!fallback.ask(now)) return this.withoutStore(fiber, self, cost, restore, clock, now)
+    return Effect.matchEffect(this.store.consume(this.storeKey, this.algorithm, cost, now, this.maxWaitMs), {
+      onFailure: (error) => {
+        const later = clock.currentTimeMillisUnsafe()
+        this.storeFailed(error, later, fiber)
+        return this.withoutStore(fiber, self, cost, restore, clock, later)
+      },
+      onSuccess: (d) => {
+        if (fallback.answered()) this.storeRecovered()
+        this.lastRemaining = d.remaining
+        this.lastResetAt = d.resetAt
+        return this.planned(fiber, self, cost, restore, clock, now, clock.currentTimeMillisUnsafe(), d, false)
+      }
+    })
+  }
+
+  /** What a shared store's (or the stand-in's) decision means for the call: pass, wait for its slot, or fail. */
+  private planned<A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    self: Effect.Effect<A, E, R>,
+    cost: number,
+    restore: Restore,
+    clock: Clock.Clock,
+    arrivedAt: number,
+    now: number,
+    d: Store.Decision,
+    standIn: boolean
+  ): Effect.Effect<A, E | RateLimited, R> {
+    if (!d.admitted) return this.reject(this.reasonOf(d), d.at - now, cost, fiber)
+    if (d.at <= now && this.head === undefined && this.readyHead === undefined) {
+      this.admittedNow(cost)
+      return restore(self)
+    }
+    const waiter = new Waiter(this, cost, d.at, arrivedAt, clock, fiber)
+    waiter.standIn = standIn
+    this.insertByTime(waiter)
+    if (d.at <= now) this.admitDue(now, waiter)
+    return Effect.flatMap(
+      Effect.onInterrupt(restore(this.tracedWait(fiber, waiter, now)), () => this.abandonShared(waiter)),
+      () => restore(self)
+    )
+  }
+
+  /**
+   * The `onStoreError` policy decides a call the shared store could not:
+   * `"fail-open"` lets it through (a block this process knows of still
+   * holds), `"fail-closed"` rejects it with `StoreUnavailable` and the time
+   * until the store is asked again, `"local"` asks the in-memory stand-in.
+   */
+  private withoutStore<A, E, R>(
+    fiber: Fiber.Fiber<unknown, unknown>,
+    self: Effect.Effect<A, E, R>,
+    cost: number,
+    restore: Restore,
+    clock: Clock.Clock,
+    now: number
+  ): Effect.Effect<A, E | RateLimited, R> {
+    const fallback = this.fallback!
+    fallback.decided++
+    switch (fallback.mode) {
+      case "fail-open": {
+        if (this.blockedUntil > now) return this.reject("Blocked", this.blockedUntil - now, cost, fiber)
         this.admittedNow(cost)
         return restore(self)
       }
-      const waiter = new Waiter(this, cost, d.at, now, clock, fiber)
-      this.insertByTime(waiter)
-      if (d.at <= later) this.admitDue(later, waiter)
-      return Effect.flatMap(
-        Effect.onInterrupt(restore(waiter.wait), () => this.abandonShared(waiter)),
-        () => restore(self)
-      )
-    })
+      case "fail-closed":
+        return this.reject("StoreUnavailable", fallback.retryAfterMs(now), cost, fiber)
+      case "local": {
+        const standIn = fallback.standIn
+        const d = standIn.consume(this.storeKey, this.algorithm, cost, now, this.maxWaitMs)
+        // Read now: the stand-in reuses its decision object.
+        this.lastRemaining = d.remaining
+        this.lastResetAt = d.resetAt
+        const decided = this.planned(fiber, self, cost, restore, clock, now, now, d, true)
+        standIn.pruneAtRest(this.algorithm, now)
+        return decided
+      }
+    }
+  }
+
+  /** A store operation failed: counted, reported, and (for a store-wide reason) the store is left alone for a while. */
+  storeFailed(error: StoreError, now: number, caller: Fiber.Fiber<unknown, unknown> | undefined): void {
+    const fallback = this.fallback!
+    fallback.failed(error, now)
+    if (caller !== undefined && caller.cache.span !== undefined) this.traceStoreError(caller, error)
+    if (this.listeners.active) {
+      this.emit({
+        _tag: "StoreFailed",
+        name: this.name,
+        ...(this.key === undefined ? {} : { key: this.key }),
+        operation: error.operation,
+        reason: error.reason,
+        message: error.message,
+        onStoreError: fallback.mode
+      })
+    }
+  }
+
+  private storeRecovered(): void {
+    if (this.listeners.active) {
+      this.emit({ _tag: "StoreRecovered", name: this.name, ...(this.key === undefined ? {} : { key: this.key }) })
+    }
+  }
+
+  private traceStoreError(caller: Fiber.Fiber<unknown, unknown>, error: StoreError): void {
+    const span = tracing.spanOf(caller)
+    if (span === undefined) return
+    tracing.event(
+      caller,
+      span,
+      "bulwark.ratelimiter.store_error",
+      this.spanAttributes({
+        "bulwark.store.operation": error.operation,
+        "bulwark.store.reason": error.reason,
+        "bulwark.ratelimiter.on_store_error": this.fallback!.mode
+      })
+    )
+  }
+
+  /**
+   * Gives a reservation back to the store that holds it. While the shared
+   * store is down the refund is forfeited (the contract allows it) rather
+   * than waited for; a refund that fails is counted and forfeited too.
+   */
+  private refundShared(waiter: Waiter, now: number): Effect.Effect<void> {
+    const fallback = this.fallback!
+    if (waiter.standIn) {
+      fallback.standInIfAny?.refund(this.storeKey, this.algorithm, waiter.cost, waiter.at, now)
+      return Effect.void
+    }
+    if (!fallback.healthy) return Effect.void
+    return Effect.catch(
+      this.store.refund(this.storeKey, this.algorithm, waiter.cost, waiter.at, now),
+      (error) => Effect.sync(() => this.storeFailed(error, now, undefined))
+    )
   }
 
   // ---------------------------------------------------------------------------
@@ -546,7 +784,7 @@ export class LimiterState {
       this.admitDue(now)
       return Effect.void
     }
-    return this.store.refund(this.storeKey, this.algorithm, waiter.cost, waiter.at, now)
+    return this.refundShared(waiter, now)
   }
 
   // ---------------------------------------------------------------------------
@@ -607,25 +845,37 @@ export class LimiterState {
    * With a shared store, re-planning cannot be made atomic across processes:
    * the waiters whose slot falls before the end of the block give their
    * reservation back and fail with `Blocked`; the others keep their slot.
+   * The block holds in this process even when the store cannot take it (it
+   * is counted as a store error), and the `"local"` stand-in learns every
+   * block, so that a `Retry-After` in force when the store fails still holds.
    */
   private blockShared(until: number, now: number): Effect.Effect<void> {
-    return Effect.flatMap(this.store.block(this.storeKey, this.algorithm, until, now), () =>
-      Effect.suspend(() => {
-        this.blocked(until)
-        const refunds: Array<Effect.Effect<void>> = []
-        for (let x: Waiter | undefined = this.tail; x !== undefined;) {
-          const prev: Waiter | undefined = x.prev
-          if (x.at < until) {
-            this.unlink(x)
-            x.outcome = this.reject("Blocked", until - now, x.cost)
-            this.schedule(x)
-            refunds.push(this.store.refund(this.storeKey, this.algorithm, x.cost, x.at, now))
-          }
-          x = prev
+    const fallback = this.fallback!
+    if (fallback.mode === "local") fallback.standIn.block(this.storeKey, this.algorithm, until, now)
+    const local = Effect.suspend(() => {
+      this.blocked(until)
+      const refunds: Array<Effect.Effect<void>> = []
+      for (let x: Waiter | undefined = this.tail; x !== undefined;) {
+        const prev: Waiter | undefined = x.prev
+        if (x.at < until) {
+          this.unlink(x)
+          x.outcome = this.reject("Blocked", until - now, x.cost)
+          this.schedule(x)
+          refunds.push(this.refundShared(x, now))
         }
-        if (refunds.length > 0) this.onRelease?.()
-        return Effect.all(refunds, { discard: true })
-      }))
+        x = prev
+      }
+      if (refunds.length > 0) this.onRelease?.()
+      return Effect.all(refunds, { discard: true })
+    })
+    if (!fallback.healthy) return local
+    return Effect.flatMap(
+      Effect.catch(
+        this.store.block(this.storeKey, this.algorithm, until, now),
+        (error) => Effect.sync(() => this.storeFailed(error, now, undefined))
+      ),
+      () => local
+    )
   }
 
   // ---------------------------------------------------------------------------
@@ -672,7 +922,8 @@ export const registerMetrics = (
   attributes: Readonly<Record<string, string>>,
   source: MetricSource,
   reasonsToReport: ReadonlyArray<Reason>,
-  remaining: (() => number) | undefined
+  remaining: (() => number) | undefined,
+  fallback?: StoreFallback<unknown> | undefined
 ): Array<Metric.Registration> => {
   const gauge = (id: string, description: string, get: () => number) => pullGauge(context, id, description, attributes, get)
   const counter = (id: string, description: string, attrs: Readonly<Record<string, string>>, get: () => number) =>
@@ -688,6 +939,18 @@ export const registerMetrics = (
     registrations.push(
       counter("bulwark.ratelimiter.rejected", "Calls rejected, by reason", { ...attributes, reason }, () => source.rejected[reason])
     )
+  }
+  if (fallback !== undefined) {
+    for (const reason of storeReasons) {
+      registrations.push(
+        counter(
+          "bulwark.ratelimiter.store_errors",
+          "Operations of the shared store that failed, by reason",
+          { ...attributes, reason },
+          () => fallback.errors[reason]
+        )
+      )
+    }
   }
   return registrations
 }

@@ -2,6 +2,7 @@ import { Duration, Effect, Schema } from "effect"
 import { InvalidOptions } from "../InvalidOptions.ts"
 import type * as Store from "../RateLimiterStore.ts"
 import { isRateLimiterStore } from "../RateLimiterStore.ts"
+import { OnStoreError } from "../Store.ts"
 import { DurationInput, Name, PositiveInt } from "./options.ts"
 
 /** A duration of a whole number of milliseconds, at least one: the resolution of Effect's `Clock`. */
@@ -53,7 +54,8 @@ export const commonFields = {
   algorithm: Algorithm,
   onExceeded: Schema.optional(OnExceeded),
   maxWait: Schema.optional(DurationInput),
-  store: Schema.optional(StoreSchema)
+  store: Schema.optional(StoreSchema),
+  onStoreError: Schema.optional(OnStoreError)
 }
 
 /** The store's view of a decoded algorithm: numbers only. */
@@ -75,6 +77,8 @@ export interface Settings {
   readonly wait: boolean
   /** 0 when callers never wait; `Infinity` when they wait as long as it takes. */
   readonly maxWaitMs: number
+  /** What a shared store's failure means (an in-process store never fails). */
+  readonly onStoreError: OnStoreError
 }
 
 /** The checks that involve more than one field; the Schema has checked each field. */
@@ -85,6 +89,7 @@ export const settingsOf = (
     readonly algorithm: typeof Algorithm.Type
     readonly onExceeded?: "wait" | "fail" | undefined
     readonly maxWait?: Duration.Duration | undefined
+    readonly onStoreError?: OnStoreError | undefined
   }
 ): Effect.Effect<Settings, InvalidOptions> => {
   const wait = decoded.onExceeded === "wait"
@@ -100,7 +105,8 @@ export const settingsOf = (
   return Effect.succeed({
     algorithm: toStoreAlgorithm(decoded.algorithm),
     wait,
-    maxWaitMs: wait ? (decoded.maxWait === undefined ? Infinity : Duration.toMillis(decoded.maxWait)) : 0
+    maxWaitMs: wait ? (decoded.maxWait === undefined ? Infinity : Duration.toMillis(decoded.maxWait)) : 0,
+    onStoreError: decoded.onStoreError ?? "local"
   })
 }
 
