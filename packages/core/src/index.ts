@@ -139,3 +139,50 @@ export * as Fallback from "./Fallback.ts"
  * @since 0.1.0
  */
 export * as Policy from "./Policy.ts"
+
+/**
+ * At most one execution per key across the processes sharing a store; duplicates fail or wait, completed keys replay.
+ *
+ * @since 0.1.0
+ */
+export * as Idempotency from "./Idempotency.ts"
+
+/**
+ * @since 0.1.0
+ */
+export { IdempotencyError } from "./Idempotency.ts"
+
+/**
+ * Where idempotency claims and results live: the one-step-per-operation store contract and the in-memory store.
+ *
+ * @since 0.1.0
+ */
+export * as IdempotencyStore from "./IdempotencyStore.ts"
+
+/**
+ * Shared stores: the error every store fails with, and the `onStoreError` policies.
+ *
+ * @since 0.1.0
+ */
+export * as Store from "./Store.ts"
+
+/**
+ * A shared store could not decide (see `Store`).
+ *
+ * @since 0.1.0
+ */
+export { StoreError } from "./Store.ts"
+
+/**
+ * One concurrency cap across processes: slots held as leases in a shared store, FIFO waiting by ticket, a policy for store failures.
+ *
+ * @since 0.1.0
+ */
+export * as DistributedBulkhead from "./DistributedBulkhead.ts"
+
+/**
+ * Where distributed bulkhead slots live: the one-step-per-operation store contract and the in-memory store.
+ *
+ * @since 0.1.0
+ */
+export * as BulkheadStore from "./BulkheadStore.ts"
