@@ -636,6 +636,7 @@ const resolveRetry = (
 }
 
 const stageWrap = (
+  order: ReadonlyArray<Stage>,
   stage: Stage,
   name: string,
   decoded: Decoded,
@@ -656,10 +657,12 @@ const stageWrap = (
     }
     case "timeout": {
       const guard = Timeout.guard({ name, after: decoded.timeout! })
-      // Any Bulwark retry inside the deadline (the policy's, or one in the
-      // guarded effect) stops at once, with the real error, when its next
-      // attempt would start past it, instead of sleeping into the timeout;
-      // time spent queueing before the retry counts.
+      // The policy's retry stops at once, with the real error, when its next
+      // attempt would start past the deadline, instead of sleeping into the
+      // timeout; time spent queueing before the retry counts. Providing the
+      // deadline copies the call's context (about a microsecond), so only a
+      // policy with a retry inside its timeout pays for it.
+      if (!(order.indexOf("retry") > order.indexOf("timeout"))) return guard
       const ms = Duration.toMillis(decoded.timeout!)
       return (self) =>
         Effect.withFiber((fiber) => {
@@ -794,7 +797,7 @@ export const make = <const O extends Options>(
       }
     }
     const state = new PolicyState(name)
-    const run = compose(order, order.map((stage) => stageWrap(stage, name, decoded, resolved, state)))
+    const run = compose(order, order.map((stage) => stageWrap(order, stage, name, decoded, resolved, state)))
     const registrations = yield* Effect.withFiber((fiber) => Effect.succeed(registerMetrics(fiber.context, state)))
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
