@@ -39,7 +39,7 @@ const faulty = (inner: IdempotencyStore.IdempotencyStore = IdempotencyStore.memo
   const claims: Array<{ readonly key: string; readonly at: number; readonly tag: string }> = []
   let reason: IdempotencyStore.StoreErrorReason = "Unavailable"
   const fail = (operation: IdempotencyStore.Operation) =>
-    Effect.fail(new IdempotencyStore.StoreError({ operation, reason, message: `${operation}: store down (test)` }))
+    Effect.fail(new IdempotencyStore.StoreError({ store: "test", operation, reason, message: `${operation}: store down (test)` }))
   const store = IdempotencyStore.make({
     claim: (key, leaseMs, t) =>
       down.has("claim")

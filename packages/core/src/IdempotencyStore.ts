@@ -47,6 +47,7 @@
  *
  * @since 0.1.0
  */
+import * as Store from "./Store.ts"
 import { Effect, Schema } from "effect"
 import * as internal from "./internal/idempotencyStore.ts"
 
@@ -89,28 +90,24 @@ export const Operation = Schema.Literals(["claim", "complete", "abandon", "renew
 export type Operation = typeof Operation.Type
 
 /**
- * Why a store operation failed.
- *
- * - `Unavailable`: the store could not be reached (connection refused or
- *   lost, client offline, the server loading or read-only).
- * - `Timeout`: no answer in time. The operation may still take effect.
- * - `Rejected`: the store answered with an error or with something outside
- *   this contract (another type of value at the key, a script error).
+ * Why a store operation failed: the shared `Store.Reason` (`Unavailable`,
+ * `Timeout`, `Rejected`), as for every store of the toolkit.
  *
  * @since 0.1.0
  * @category errors
  */
-export const StoreErrorReason = Schema.Literals(["Unavailable", "Timeout", "Rejected"])
+export const StoreErrorReason = Store.Reason
 
 /**
  * @since 0.1.0
  * @category errors
  */
-export type StoreErrorReason = typeof StoreErrorReason.Type
+export type StoreErrorReason = Store.Reason
 
 /**
- * A store operation did not decide. Data only: never the key or the stored
- * result, only what went wrong, in `message`.
+ * A store operation did not decide: the toolkit's one `StoreError` (see
+ * `Store`), so an idempotency store fails like every other store. Data only:
+ * never the key or the stored result.
  *
  * **Example** (Failing a remote operation)
  *
@@ -118,6 +115,7 @@ export type StoreErrorReason = typeof StoreErrorReason.Type
  * import { IdempotencyStore } from "@bulwark/core"
  *
  * const offline = new IdempotencyStore.StoreError({
+ *   store: "redis",
  *   operation: "claim",
  *   reason: "Unavailable",
  *   message: "The client is offline"
@@ -127,12 +125,13 @@ export type StoreErrorReason = typeof StoreErrorReason.Type
  * @since 0.1.0
  * @category errors
  */
-export class StoreError extends Schema.TaggedError<StoreError>()("IdempotencyStoreError", {
-  operation: Operation,
-  reason: StoreErrorReason,
-  /** What the store or its client said. */
-  message: Schema.String
-}) {}
+export const StoreError = Store.StoreError
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type StoreError = Store.StoreError
 
 /**
  * An idempotency store. See the module documentation for the contract.

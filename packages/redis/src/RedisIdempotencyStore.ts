@@ -199,7 +199,7 @@ const decodeLayerOptions = decodeOptions(
 // -----------------------------------------------------------------------------
 
 const rejected = (operation: IdempotencyStore.Operation, message: string) =>
-  new IdempotencyStore.StoreError({ operation, reason: "Rejected", message })
+  new IdempotencyStore.StoreError({ store: "redis", operation, reason: "Rejected", message })
 
 const toClaim = (reply: ReadonlyArray<unknown>): IdempotencyStore.Claim | undefined => {
   if (!Array.isArray(reply)) return undefined
@@ -256,7 +256,7 @@ export const make = (
       const timeoutMs = decoded.timeout === undefined ? 2000 : Duration.toMillis(decoded.timeout)
       const run = <A>(operation: IdempotencyStore.Operation, effect: Effect.Effect<A, Redis.RedisError>) =>
         guarded(effect, timeoutMs, (reason: FailureReason, message) =>
-          new IdempotencyStore.StoreError({ operation, reason, message }))
+          new IdempotencyStore.StoreError({ store: "redis", operation, reason, message }))
       const claim = redis.eval(claimScript)
       const complete = redis.eval(completeScript)
       const abandon = redis.eval(abandonScript)

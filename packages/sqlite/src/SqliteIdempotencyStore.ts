@@ -178,7 +178,7 @@ const makeStore = (
   reclaim: boolean
 ): IdempotencyStore.IdempotencyStore => {
   const toError = (operation: IdempotencyStore.Operation) => (failure: DatabaseFailure) =>
-    new IdempotencyStore.StoreError({ operation, reason: failure.reason, message: failure.message })
+    new IdempotencyStore.StoreError({ store: "sqlite", operation, reason: failure.reason, message: failure.message })
   const rowOf = (db: Database, key: string) => db.statement(SELECT).get(key) as Row | undefined
   const run = <A>(operation: IdempotencyStore.Operation, f: () => A) => attempt(f, toError(operation))
 
