@@ -425,8 +425,13 @@ export class PolicyState {
   readonly fallbacks = zeroByReason()
   readonly hub = new EventHub<Event>()
   readonly name: string
-  constructor(name: string) {
+  /** The stages composed; set once by `make`, after the stages that count into this state are built. */
+  run: Wrap = (self) => self
+  /** The options as decoded, for `describe`. */
+  readonly decoded: Decoded
+  constructor(name: string, decoded: Decoded) {
     this.name = name
+    this.decoded = decoded
   }
 }
 
@@ -727,7 +732,6 @@ const registerMetrics = (context: Context.Context<never>, state: PolicyState) =>
   return registrations
 }
 
-const compiled = new WeakMap<object, Wrap>()
 
 /**
  * Makes a policy. Keys given for the primitives are resolved now, so the
@@ -796,8 +800,8 @@ export const make = <const O extends Options>(
         )
       }
     }
-    const state = new PolicyState(name)
-    const run = compose(order, order.map((stage) => stageWrap(order, stage, name, decoded, resolved, state)))
+    const state = new PolicyState(name, decoded)
+    state.run = compose(order, order.map((stage) => stageWrap(order, stage, name, decoded, resolved, state)))
     const registrations = yield* Effect.withFiber((fiber) => Effect.succeed(registerMetrics(fiber.context, state)))
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -816,8 +820,6 @@ export const make = <const O extends Options>(
       retry: Retry.isRetry(resolved.retry) ? resolved.retry : undefined
     } satisfies Components
     policy.state = state
-    compiled.set(policy, run)
-    decodedOf.set(policy, decoded)
     return policy as Policy<ErrorOf<O>, ServicesOf<O>, FallbackOf<O>>
   })
 
@@ -853,7 +855,7 @@ export const layer = <I, const O extends Options>(
 
 const runGuarded = (policy: Policy<unknown, unknown, unknown>, self: Effect.Effect<any, any, any>) => {
   const state = policy.state
-  const run = compiled.get(policy)!
+  const run = state.run
   return Effect.withFiber((fiber) => {
     state.calls++
     // A span of its own only under a recording tracer and a caller's span:
@@ -948,7 +950,6 @@ export interface Description {
   readonly text: string
 }
 
-const decodedOf = new WeakMap<object, Decoded>()
 
 const detailOf = (stage: Stage, policy: Policy<unknown, unknown, unknown>, decoded: Decoded): string => {
   const c = policy.components
@@ -1012,7 +1013,7 @@ const textOf = (name: string, stages: ReadonlyArray<StageDescription>, warnings:
  */
 export const describe = (policy: Policy<unknown, unknown, unknown>): Description => {
   // Computed now: a bulkhead may have been resized since the policy was made.
-  const decoded = decodedOf.get(policy)!
+  const decoded = policy.state.decoded
   const stages = policy.order.map((stage) => ({ stage, detail: detailOf(stage, policy, decoded) }))
   return { name: policy.name, stages, warnings: policy.warnings, text: textOf(policy.name, stages, policy.warnings) }
 }
