@@ -63,7 +63,7 @@ describe("SqliteDatabase", () => {
       }))
   })
 
-  describe("a new file: WAL mode, Bulwark's application id, schema version 1, every table", () => {
+  describe("a new file: WAL mode, Bulwark's application id, the current schema version, every table", () => {
     it.effect("created on first use, with its directories", () =>
       Effect.gen(function*() {
         const file = join(files.dir, "nested", "deeper", "new.sqlite")
@@ -78,7 +78,10 @@ describe("SqliteDatabase", () => {
           file,
           "SELECT group_concat(name, ',') AS names FROM (SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name)"
         ).names
-        assert.strictEqual(tables, "bulwark_idempotency,bulwark_meta,bulwark_rate_limiter")
+        assert.strictEqual(
+          tables,
+          "bulwark_bulkhead,bulwark_circuit_breaker,bulwark_idempotency,bulwark_meta,bulwark_rate_limiter"
+        )
       }))
 
     it.effect("an empty file (0 bytes) is a new database", () =>
@@ -103,6 +106,48 @@ describe("SqliteDatabase", () => {
         for (const w of workers) w.kill()
       }
     }, 20_000)
+  })
+
+  describe("migrations: a file of an earlier schema version is brought up to date on open, its rows kept", () => {
+    it.effect("a version 1 file (idempotency keys and rate limits only) gains the circuit breaker and bulkhead tables", () =>
+      Effect.gen(function*() {
+        const file = files.next("v1")
+        // Exactly what version 1 of this package created (a published migration never changes).
+        const db = new DatabaseSync(file)
+        db.exec(`
+PRAGMA journal_mode = WAL;
+CREATE TABLE bulwark_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT;
+CREATE TABLE bulwark_idempotency (
+  key TEXT PRIMARY KEY NOT NULL, token TEXT NOT NULL, completed INTEGER NOT NULL, encoded TEXT, stored_at INTEGER,
+  expires_at INTEGER NOT NULL, owner_pid INTEGER NOT NULL, owner_start TEXT NOT NULL, owner_scope TEXT NOT NULL
+) STRICT;
+CREATE INDEX bulwark_idempotency_expires ON bulwark_idempotency (expires_at);
+CREATE TABLE bulwark_rate_limiter (key TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, reset_at REAL NOT NULL) STRICT;
+CREATE INDEX bulwark_rate_limiter_reset ON bulwark_rate_limiter (reset_at);
+PRAGMA application_id = ${SqliteDatabase.applicationId};
+INSERT INTO bulwark_meta VALUES ('schema_version', '1'), ('created_at', '2026-11-01T00:00:00.000Z');
+INSERT INTO bulwark_idempotency VALUES ('deploy', 't', 1, '"done"', 5, 9e15, 1, '', 'elsewhere');
+INSERT INTO bulwark_rate_limiter VALUES ('api', '{}', 9e15);
+`)
+        db.close()
+        // A store of the new version replays the key stored by the old one.
+        const store = yield* SqliteIdempotencyStore.make({ file })
+        const claim = yield* store.claim("deploy", 60_000, 10)
+        assert.deepStrictEqual(claim, { _tag: "Completed", encoded: "\"done\"", storedAt: 5 })
+        assert.strictEqual(
+          query<{ value: string }>(file, "SELECT value FROM bulwark_meta WHERE key = 'schema_version'").value,
+          String(SqliteDatabase.schemaVersion)
+        )
+        assert.strictEqual(query<{ value: string }>(file, "SELECT value FROM bulwark_meta WHERE key = 'created_at'").value, "2026-11-01T00:00:00.000Z")
+        assert.strictEqual(query<{ n: number }>(file, "SELECT count(*) AS n FROM bulwark_rate_limiter").n, 1)
+        assert.strictEqual(
+          query<{ names: string }>(
+            file,
+            "SELECT group_concat(name, ',') AS names FROM (SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name)"
+          ).names,
+          "bulwark_bulkhead,bulwark_circuit_breaker,bulwark_idempotency,bulwark_meta,bulwark_rate_limiter"
+        )
+      }).pipe(Effect.scoped))
   })
 
   describe("files that are not Bulwark's: reason Rejected with a clear message, the file never written to", () => {
@@ -163,7 +208,7 @@ describe("SqliteDatabase", () => {
         db.close()
         yield* untouched(file, Effect.gen(function*() {
           const e = yield* checkFails(file)
-          assert.include(e.message, "has schema version 7, written by a newer Bulwark; this one knows versions up to 1")
+          assert.include(e.message, "has schema version 7, written by a newer Bulwark; this one knows versions up to 2")
         }))
       }))
 

@@ -1,7 +1,8 @@
 /**
  * Bulwark's SQLite stores, on Node's built-in `node:sqlite` (Node >= 22.19):
- * the processes of one machine share idempotency keys and rate limits
- * through one database file, by default under the user's cache directory.
+ * the processes of one machine share circuit breakers, bulkheads, rate
+ * limits and idempotency keys through one database file, by default under
+ * the user's cache directory.
  * No dependency, no server.
  *
  * ```ts
@@ -10,6 +11,13 @@
  *
  * @since 0.1.0
  */
+
+/**
+ * A `CircuitBreakerStore` in a SQLite file: one circuit per breaker for every process of one machine.
+ *
+ * @since 0.1.0
+ */
+export * as SqliteCircuitBreakerStore from "./SqliteCircuitBreakerStore.ts"
 
 /**
  * The shared file: default location, schema version, a start-up check.

@@ -144,7 +144,7 @@ export const defaultFile = (): string => join(cacheDirectory(), "bulwark", "bulw
  *
  * @internal
  */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 /**
  * `PRAGMA application_id` of every file Bulwark creates ("Bwk1"): tools like
@@ -188,11 +188,41 @@ CREATE TABLE bulwark_rate_limiter (
   reset_at REAL NOT NULL
 ) STRICT;
 CREATE INDEX bulwark_rate_limiter_reset ON bulwark_rate_limiter (reset_at);
+`),
+  // 1 -> 2: circuit breakers and bulkheads.
+  (db) =>
+    db.exec(`
+CREATE TABLE bulwark_circuit_breaker (
+  key TEXT PRIMARY KEY NOT NULL,
+  state TEXT NOT NULL,
+  next_id INTEGER NOT NULL,
+  expires_at REAL NOT NULL
+) STRICT;
+CREATE INDEX bulwark_circuit_breaker_expires ON bulwark_circuit_breaker (expires_at);
+
+CREATE TABLE bulwark_bulkhead (
+  name TEXT NOT NULL,
+  token TEXT NOT NULL,
+  slot INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  expires_at REAL NOT NULL,
+  owner_pid INTEGER NOT NULL,
+  owner_start TEXT NOT NULL,
+  owner_scope TEXT NOT NULL,
+  PRIMARY KEY (name, token)
+) STRICT;
+CREATE INDEX bulwark_bulkhead_order ON bulwark_bulkhead (name, slot, seq);
 `)
 ]
 
 /** The tables of the current schema: any other table makes the file foreign. */
-const knownTables = new Set(["bulwark_meta", "bulwark_idempotency", "bulwark_rate_limiter"])
+const knownTables = new Set([
+  "bulwark_meta",
+  "bulwark_idempotency",
+  "bulwark_rate_limiter",
+  "bulwark_circuit_breaker",
+  "bulwark_bulkhead"
+])
 
 interface Inspection {
   /** 0 for an empty database (nothing in it yet). */

@@ -21,33 +21,46 @@ const MAX_LOCK_TIMEOUT_MS = 2_147_483_647
 
 /**
  * A duration (`"100 millis"`, milliseconds, a `Duration`) of a whole number
- * of milliseconds, 0 or more: what SQLite's busy timeout takes (0: fail at
- * once when the file is locked).
+ * of milliseconds between `min` and `max`.
+ */
+const wholeMillis = (min: number, max: number, example: string): Schema.decodeTo<Schema.Duration, Schema.Unknown> =>
+  Schema.Unknown.pipe(
+    Schema.decodeTo(
+      Schema.Duration,
+      SchemaTransformation.transformEffect<Duration.Duration, unknown>({
+        decode: (input) => {
+          const decoded = typeof input === "string" || typeof input === "number" || Duration.isDuration(input)
+            ? Duration.fromInput(input as Duration.Input)
+            : Option.none()
+          if (Option.isSome(decoded)) {
+            const ms = Duration.toMillis(decoded.value)
+            if (Number.isInteger(ms) && ms >= min && ms <= max) return Effect.succeed(decoded.value)
+          }
+          return Effect.fail(
+            new SchemaIssue.InvalidValue({
+              message: `Expected a duration of a whole number of milliseconds >= ${min} such as ${example}, got ${show(input)}`
+            })
+          )
+        },
+        encode: (duration) => Effect.succeed(duration)
+      })
+    )
+  ) as any
+
+/**
+ * What SQLite's busy timeout takes: a whole number of milliseconds, 0 or
+ * more (0: fail at once when the file is locked).
  *
  * @internal
  */
-export const LockTimeout: Schema.decodeTo<Schema.Duration, Schema.Unknown> = Schema.Unknown.pipe(
-  Schema.decodeTo(
-    Schema.Duration,
-    SchemaTransformation.transformEffect<Duration.Duration, unknown>({
-      decode: (input) => {
-        const decoded = typeof input === "string" || typeof input === "number" || Duration.isDuration(input)
-          ? Duration.fromInput(input as Duration.Input)
-          : Option.none()
-        if (Option.isSome(decoded)) {
-          const ms = Duration.toMillis(decoded.value)
-          if (Number.isInteger(ms) && ms >= 0 && ms <= MAX_LOCK_TIMEOUT_MS) return Effect.succeed(decoded.value)
-        }
-        return Effect.fail(
-          new SchemaIssue.InvalidValue({
-            message: `Expected a duration of a whole number of milliseconds >= 0 such as "100 millis", got ${show(input)}`
-          })
-        )
-      },
-      encode: (duration) => Effect.succeed(duration)
-    })
-  )
-) as any
+export const LockTimeout = wholeMillis(0, MAX_LOCK_TIMEOUT_MS, `"100 millis"`)
+
+/**
+ * A time to live: a whole number of milliseconds, at least one.
+ *
+ * @internal
+ */
+export const TimeToLive = wholeMillis(1, Number.MAX_SAFE_INTEGER, `"10 minutes"`)
 
 /**
  * A path to the database file: a non-empty string without NUL bytes.
