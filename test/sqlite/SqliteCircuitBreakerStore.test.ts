@@ -17,7 +17,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { it as vitest } from "vitest"
 import { CircuitBreaker, CircuitBreakerStore, type CircuitOpen, InvalidOptions } from "@bulwark/core"
 import { SqliteCircuitBreakerStore } from "@bulwark/sqlite"
-import { Cause, Effect, Exit, type Scope } from "effect"
+import { Cause, Context, Effect, Exit, Layer, type Scope } from "effect"
 import { DatabaseSync } from "node:sqlite"
 import { admitted, differential, policy, type StoreSetup, storeContract, t } from "../support/circuitBreakerStoreContract.ts"
 import { forkWorker, tempFiles } from "./support.ts"
@@ -204,6 +204,29 @@ describe("SqliteCircuitBreakerStore", () => {
         assert.strictEqual(yield* store.record("k", two, permit, "Failure", 1, 3), undefined)
         assert.deepStrictEqual(yield* store.record("k", two, permit, "Failure", 1, 4), t("Closed", "Open", 4))
         assert.strictEqual((yield* store.read("k", three, 5)).state, "Open")
+      }).pipe(Effect.scoped))
+  })
+
+  describe("layer", () => {
+    it.effect("a CircuitBreaker service on the store: two layers built apart (two processes' worth) share the circuit", () =>
+      Effect.gen(function*() {
+        const file = files.next()
+        class Tracker extends Context.Service<Tracker, CircuitBreaker.CircuitBreaker>()("test/Tracker") {}
+        const live = SqliteCircuitBreakerStore.layer(Tracker, {
+          name: "tracker",
+          trip: CircuitBreaker.consecutive(2),
+          openFor: "1 minute"
+        }, { file, prefix: "cli:" })
+        const failTwice = Effect.gen(function*() {
+          const tracker = yield* Tracker
+          for (let i = 0; i < 2; i++) yield* Effect.exit(Effect.fail("down").pipe(CircuitBreaker.guard(tracker)))
+        })
+        yield* failTwice.pipe(Effect.provide(Layer.fresh(live)))
+        const state = yield* Effect.gen(function*() {
+          return yield* CircuitBreaker.state(yield* Tracker)
+        }).pipe(Effect.provide(Layer.fresh(live)))
+        assert.strictEqual(state.state, "Open")
+        assert.deepStrictEqual(rows(file).map((row) => row.key), ["cli:tracker"])
       }).pipe(Effect.scoped))
   })
 

@@ -20,7 +20,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { it as vitest } from "vitest"
 import { InvalidOptions, RateLimiter, RateLimiterStore } from "@bulwark/core"
 import { SqliteRateLimiterStore } from "@bulwark/sqlite"
-import { Duration, Effect, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Schema } from "effect"
 import * as Arbitrary from "effect/Arbitrary"
 import { DatabaseSync } from "node:sqlite"
 import { forkWorker, tempFiles } from "./support.ts"
@@ -264,6 +264,25 @@ describe("SqliteRateLimiterStore", () => {
         })
         assert.strictEqual(yield* Effect.succeed(1).pipe(RateLimiter.guard(limiter)), 1)
       }))
+  })
+
+  describe("layer", () => {
+    it.effect("a RateLimiter service on the store: two layers built apart (two processes' worth) share the limit", () =>
+      Effect.gen(function*() {
+        const file = files.next()
+        class Api extends Context.Service<Api, RateLimiter.RateLimiter>()("test/Api") {}
+        const live = SqliteRateLimiterStore.layer(Api, {
+          name: "api",
+          algorithm: RateLimiter.fixedWindow({ limit: 3, window: "1 hour" })
+        }, { file, prefix: "cli:" })
+        const call = Effect.gen(function*() {
+          return yield* Effect.exit(Effect.void.pipe(RateLimiter.guard(yield* Api)))
+        })
+        const first = yield* Effect.all([call, call]).pipe(Effect.provide(Layer.fresh(live)))
+        const second = yield* Effect.all([call, call]).pipe(Effect.provide(Layer.fresh(live)))
+        assert.deepStrictEqual([...first, ...second].map((exit) => exit._tag), ["Success", "Success", "Success", "Failure"])
+        assert.deepStrictEqual(rows(file).map((row) => row.key), ["cli:api"])
+      }).pipe(Effect.scoped))
   })
 
   describe("options", () => {

@@ -62,8 +62,8 @@
  *
  * @since 0.1.0
  */
-import { type InvalidOptions, RateLimiterStore, StoreError } from "@bulwark/core"
-import { type Duration, Effect, Schema, type Scope } from "effect"
+import { type InvalidOptions, RateLimiter, RateLimiterStore, StoreError } from "@bulwark/core"
+import { type Context, type Duration, Effect, Layer, Schema, type Scope } from "effect"
 import type { Database, DatabaseFailure } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs } from "./internal/options.ts"
 import { Engine } from "./internal/rateLimiterState.ts"
@@ -218,3 +218,33 @@ export const make = (
       acquireDatabase(decoded.file),
       (database) => makeStore(database, lockTimeoutMs(decoded.lockTimeout), decoded.prefix ?? "")
     ))
+
+/**
+ * A `RateLimiter` service on this store: {@link make} and `RateLimiter.make`
+ * as one layer.
+ *
+ * **Example** (A limit shared by every run of a CLI, as a service)
+ *
+ * ```ts
+ * import { RateLimiter } from "@bulwark/core"
+ * import { SqliteRateLimiterStore } from "@bulwark/sqlite"
+ * import { Context } from "effect"
+ *
+ * class Api extends Context.Service<Api, RateLimiter.RateLimiter>()("cli/Api") {}
+ *
+ * const ApiLive = SqliteRateLimiterStore.layer(Api, {
+ *   name: "api",
+ *   algorithm: RateLimiter.gcra({ rate: 10, per: "1 second", burst: 5 }),
+ *   onStoreError: "fail-open"
+ * }, { prefix: "my-cli:" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I>(
+  key: Context.Key<I, RateLimiter.RateLimiter>,
+  options: Omit<RateLimiter.Options, "store">,
+  storeOptions?: Options
+): Layer.Layer<I, InvalidOptions> =>
+  Layer.effect(key, Effect.flatMap(make(storeOptions), (store) => RateLimiter.make({ ...options, store })))
