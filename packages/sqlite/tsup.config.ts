@@ -1,7 +1,14 @@
 import { defineConfig } from "tsup"
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/SqliteIdempotencyStore.ts", "src/SqliteRateLimiterStore.ts", "src/SqliteDatabase.ts"],
+  entry: [
+    "src/index.ts",
+    "src/SqliteBulkheadStore.ts",
+    "src/SqliteCircuitBreakerStore.ts",
+    "src/SqliteIdempotencyStore.ts",
+    "src/SqliteRateLimiterStore.ts",
+    "src/SqliteDatabase.ts"
+  ],
   format: ["esm"],
   // Internal machinery stays out of the published types.
   dts: { compilerOptions: { stripInternal: true } },

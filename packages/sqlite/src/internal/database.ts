@@ -212,6 +212,7 @@ CREATE TABLE bulwark_bulkhead (
   PRIMARY KEY (name, token)
 ) STRICT;
 CREATE INDEX bulwark_bulkhead_order ON bulwark_bulkhead (name, slot, seq);
+CREATE INDEX bulwark_bulkhead_expires ON bulwark_bulkhead (expires_at);
 `)
 ]
 
