@@ -266,6 +266,22 @@ describe("SqliteRateLimiterStore", () => {
       }))
   })
 
+  describe("a key's time never goes backwards", () => {
+    it.effect("a decision whose clock was read before another's but that got the lock after it is decided at the later time, not rejected", () =>
+      Effect.gen(function*() {
+        const store = yield* SqliteRateLimiterStore.make({ file: files.next() })
+        const bucket: Algorithm = { _tag: "TokenBucket", capacity: 1_000_000, refill: 1_000_000, perMillis: 1000 }
+        // Process A read 1000 (a refill tick) and decided first; process B read 999 and got the lock next.
+        assert.isTrue((yield* store.consume("k", bucket, 1, 1000, 0)).admitted)
+        const late = yield* store.consume("k", bucket, 1, 999, 0)
+        assert.deepStrictEqual([late.admitted, late.at], [true, 1000])
+        // The in-memory store, which never sees this in one process, rejects it: the refill is ahead of 999.
+        const memory = RateLimiterStore.memory()
+        yield* memory.consume("k", bucket, 1, 1000, 0)
+        assert.isFalse((yield* memory.consume("k", bucket, 1, 999, 0)).admitted)
+      }).pipe(Effect.scoped))
+  })
+
   describe("layer", () => {
     it.effect("a RateLimiter service on the store: two layers built apart (two processes' worth) share the limit", () =>
       Effect.gen(function*() {

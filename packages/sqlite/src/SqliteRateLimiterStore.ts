@@ -22,7 +22,10 @@
  * - Rows whose state is back at rest (a full bucket, an empty window, no
  *   block) are deleted a few at a time by later decisions: nothing is lost.
  * - Times are the `now` the caller passes (Effect's `Clock`): every process
- *   of the machine shares one clock.
+ *   of the machine shares one clock. A key's time never goes backwards: a
+ *   process that read the clock before another but got the lock after it
+ *   is decided at the other's (later) time, never rejected for arriving
+ *   "before" a refill already applied.
  * - Failures are `StoreError`s (`store: "sqlite"`): `Timeout` when the file
  *   stays locked by another process for longer than `lockTimeout` (default
  *   100 ms; nothing was written), `Rejected` for a file that is not a
@@ -138,7 +141,7 @@ const makeStore = (database: Database, lockMs: number, prefix: string): RateLimi
     algorithm: RateLimiterStore.Algorithm,
     now: number,
     create: boolean,
-    f: (local: RateLimiterStore.InProcess, key: string) => void
+    f: (local: RateLimiterStore.InProcess, key: string, now: number) => void
   ): void =>
     database.write(lockMs, (db) => {
       const current = stateOf(db, key)
@@ -151,8 +154,8 @@ const makeStore = (database: Database, lockMs: number, prefix: string): RateLimi
     consume: (key, algorithm, cost, now, maxWait) =>
       attempt(() => {
         const k = prefix + key
-        const consume = (local: RateLimiterStore.InProcess, at: string) =>
-          copy(local.consume(at, algorithm, cost, now, maxWait))
+        const consume = (local: RateLimiterStore.InProcess, at: string, decidedAt: number) =>
+          copy(local.consume(at, algorithm, cost, decidedAt, maxWait))
         // A caller that does not wait is often rejected under load. A rejection commits nothing, so a
         // committed snapshot decides it, without the lock. (A caller that waits is nearly always
         // admitted: the read would only be done twice.)
@@ -171,12 +174,12 @@ const makeStore = (database: Database, lockMs: number, prefix: string): RateLimi
       }, toError("consume")),
     refund: (key, algorithm, cost, at, now) =>
       attempt(
-        () => update(prefix + key, algorithm, now, false, (local, k) => local.refund(k, algorithm, cost, at, now)),
+        () => update(prefix + key, algorithm, now, false, (local, k, t) => local.refund(k, algorithm, cost, at, t)),
         toError("refund")
       ),
     block: (key, algorithm, until, now) =>
       attempt(
-        () => update(prefix + key, algorithm, now, true, (local, k) => local.block(k, algorithm, until, now)),
+        () => update(prefix + key, algorithm, now, true, (local, k, t) => local.block(k, algorithm, until, t)),
         toError("block")
       )
   })

@@ -30,6 +30,8 @@ interface Stored {
   readonly algorithm: Algorithm
   /** The in-memory store's state object, field by field. */
   readonly fields: Record<string, unknown>
+  /** The latest time a decision of this key was taken at. */
+  readonly latest?: number
 }
 
 /** JSON has no infinities; `blockedUntil` is `-Infinity` until a block. */
@@ -77,46 +79,60 @@ export class Engine {
    * Loads `text` (a row's state, or `undefined` for a key without a row)
    * into the private store, runs `f` on it, and returns what `f` returned,
    * the state to write back and the time the key is back at rest.
+   *
+   * A key's time never goes backwards: `f` runs at `now`, or at the latest
+   * time a decision of the key was taken at if that is later. Processes read
+   * the clock before they wait for the file's lock, so the process that gets
+   * the lock first may carry the later time; deciding the other one at its
+   * earlier time would find the state ahead of it (a token bucket's refill
+   * already applied) and reject a call the limit has room for.
    */
   run<A>(
     text: string | undefined,
     algorithm: Algorithm,
     now: number,
-    f: (local: RateLimiterStore.InProcess, key: string) => A
+    f: (local: RateLimiterStore.InProcess, key: string, now: number) => A
   ): { readonly result: A; readonly state: string; readonly resetAt: number } {
-    this.load(text, algorithm, now)
-    const result = f(this.local, KEY)
+    const latest = this.load(text, algorithm, now)
+    const at = latest > now ? latest : now
+    const result = f(this.local, KEY, at)
     const fields = this.states.get(KEY)!
-    const stored: Stored = { algorithm, fields }
+    const stored: Stored = { algorithm, fields, latest: at }
     const state = JSON.stringify(stored, replacer)
-    const resetAt = this.local.resetAt(KEY, algorithm, now)
+    const resetAt = this.local.resetAt(KEY, algorithm, at)
     this.local.forget(KEY)
     return { result, state, resetAt }
   }
 
-  /** The private store holds the key's state, restored from `text`, or a fresh one. */
-  private load(text: string | undefined, algorithm: Algorithm, now: number): void {
+  /**
+   * The private store holds the key's state, restored from `text`, or a
+   * fresh one. Returns the latest time the key decided at (`-Infinity` when
+   * unknown).
+   */
+  private load(text: string | undefined, algorithm: Algorithm, now: number): number {
     this.local.forget(KEY)
     // Creates a fresh state for the algorithm (a block until -Infinity changes nothing).
     this.local.block(KEY, algorithm, -Infinity, now)
-    if (text === undefined) return
+    if (text === undefined) return -Infinity
     let stored: Stored
     try {
       stored = JSON.parse(text, reviver) as Stored
     } catch {
-      return
+      return -Infinity
     }
     const fresh = this.states.get(KEY)!
     const fields = stored?.fields
-    if (typeof fields !== "object" || fields === null) return
+    if (typeof fields !== "object" || fields === null) return -Infinity
     if (sameAlgorithm(stored.algorithm, algorithm) && this.fits(fresh, fields)) {
       Object.assign(fresh, fields)
-      return
+      const latest = stored.latest
+      return typeof latest === "number" && Number.isFinite(latest) ? latest : -Infinity
     }
     // Another algorithm, other numbers, or a state this version does not know:
     // start afresh, but a block (a server's Retry-After) still holds.
     const blockedUntil = fields.blockedUntil
     if (typeof blockedUntil === "number" && blockedUntil > now) this.local.block(KEY, algorithm, blockedUntil, now)
+    return -Infinity
   }
 
   /** Does a stored state have exactly the fields of a fresh one, of the same kinds? */
