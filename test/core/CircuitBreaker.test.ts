@@ -7,7 +7,7 @@
  * `slow` runs a call that takes a given time of the test clock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { CircuitBreaker, CircuitOpen, InvalidOptions } from "@bulwark/core"
+import { CircuitBreaker, CircuitBreakerStore, CircuitOpen, InvalidOptions } from "@bulwark/core"
 import { Cause, Context, Data, Deferred, Duration, Effect, Exit, Fiber, Metric, Schedule, Schema, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -2076,5 +2076,69 @@ describe("CircuitBreaker rule: interrupting a call is safe: it records Ignored a
       yield* Fiber.interruptAll(fibers)
       yield* expectStats(b, { successes: 0, failures: 0, ignored: 50 })
       yield* expectState(b, { state: "Closed" })
+    }))
+})
+
+describe("CircuitBreaker rule: a shared store's transitions caused elsewhere are reported as remote Transition events, mapped to this breaker's keys, not counted", () => {
+  /** A store on memory() whose `listen` the test drives, as another process's publications would. */
+  const listening = () => {
+    const inner = CircuitBreakerStore.memory()
+    const listeners = new Set<(t: CircuitBreakerStore.RemoteTransition) => void>()
+    const store = CircuitBreakerStore.make({
+      admit: inner.admit,
+      record: inner.record,
+      read: inner.read,
+      force: inner.force,
+      listen: (f) =>
+        Effect.acquireRelease(Effect.sync(() => void listeners.add(f)), () => Effect.sync(() => void listeners.delete(f)))
+    })
+    const tell = (key: string, from: CircuitBreaker.State, to: CircuitBreaker.State, at: number) => {
+      for (const f of listeners) f({ key, from, to, at })
+    }
+    return { store, tell, listeners }
+  }
+
+  it.effect("plain and keyed breakers: only their own circuits, keys shown only with exposeKeys; the last state heard is the state told", () =>
+    Effect.gen(function*() {
+      const { listeners, store, tell } = listening()
+      const events: Array<CircuitBreaker.Event> = []
+      yield* Effect.gen(function*() {
+        const plain = yield* CircuitBreaker.make({ name: "db", trip: CircuitBreaker.consecutive(1), openFor: "1 minute", store })
+        const keyed = yield* CircuitBreaker.make({
+          name: "api",
+          trip: CircuitBreaker.consecutive(1),
+          openFor: "1 minute",
+          keys: { maxKeys: 10, exposeKeys: true },
+          store
+        })
+        const hidden = yield* CircuitBreaker.make({
+          name: "psp",
+          trip: CircuitBreaker.consecutive(1),
+          openFor: "1 minute",
+          keys: { maxKeys: 10 },
+          store
+        })
+        assert.strictEqual(listeners.size, 3)
+        for (const b of [plain, keyed, hidden]) {
+          yield* Effect.forkChild(Stream.runForEach(CircuitBreaker.events(b), (e) => Effect.sync(() => void events.push(e))), {
+            startImmediately: true
+          })
+        }
+        tell("db", "Closed", "Open", 5)
+        tell("api:eu", "Closed", "Isolated", 6)
+        tell("psp:us", "Open", "HalfOpen", 7)
+        tell("dbx", "Closed", "Open", 8) // another breaker's circuit
+        tell("api", "Closed", "Open", 9) // a plain breaker named "api", not a key of the keyed one
+        yield* Effect.yieldNow
+        assert.deepStrictEqual(events, [
+          { _tag: "Transition", name: "db", key: undefined, from: "Closed", to: "Open", at: 5, remote: true },
+          { _tag: "Transition", name: "api", key: "eu", from: "Closed", to: "Isolated", at: 6, remote: true },
+          { _tag: "Transition", name: "psp", key: undefined, from: "Open", to: "HalfOpen", at: 7, remote: true }
+        ])
+        // Not counted here: the process that caused them counts them.
+        assert.strictEqual((yield* CircuitBreaker.stats(plain)).transitions, 0)
+      }).pipe(Effect.scoped)
+      // The breakers' scope closed: they stopped listening.
+      assert.strictEqual(listeners.size, 0)
     }))
 })

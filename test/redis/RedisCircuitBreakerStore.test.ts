@@ -23,7 +23,7 @@ import { it as vitest } from "vitest"
 import { CircuitBreaker, type CircuitOpen, InvalidOptions } from "@bulwark/core"
 import { RedisCircuitBreakerStore } from "@bulwark/redis"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Cause, Data, Deferred, Duration, Effect, Exit, Fiber, Metric, References } from "effect"
+import { Cause, Data, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, References, Stream } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { differential, type StoreSetup, storeContract } from "../support/circuitBreakerStoreContract.ts"
 import { describeRedis, monitor, redisServerPath, startRedis } from "../support/redis.ts"
@@ -196,12 +196,12 @@ describeRedis("RedisCircuitBreakerStore on a real redis-server", () => {
       it.effect("bad options are InvalidOptions naming each field", () =>
         Effect.gen(function*() {
           const e = yield* Effect.flip(
-            RedisCircuitBreakerStore.make({ prefix: 1, timeout: -1, clock: "wall", idleTimeToLive: "forever", x: 1 } as any)
+            RedisCircuitBreakerStore.make({ prefix: 1, timeout: -1, clock: "wall", idleTimeToLive: "forever", transitions: "yes", x: 1 } as any)
           )
           assert.instanceOf(e, InvalidOptions)
           assert.strictEqual(e.primitive, "RedisCircuitBreakerStore")
           const fields = e.message.split("\n").map((line) => line.split(":")[0])
-          assert.deepStrictEqual(fields.sort(), ["clock", "idleTimeToLive", "prefix", "timeout", "x"])
+          assert.deepStrictEqual(fields.sort(), ["clock", "idleTimeToLive", "prefix", "timeout", "transitions", "x"])
         }))
     })
 
@@ -305,6 +305,71 @@ describeRedis("RedisCircuitBreakerStore on a real redis-server", () => {
           assert.strictEqual((yield* CircuitBreaker.state(b)).state, "Open", "2 failures in 4 calls")
         }))
     })
+
+    describe("transitions other processes cause are reported as events", () => {
+      it.effect("a trip through another store instance shows on this breaker's events as a remote Transition; this breaker's own are not repeated; other names are not reported", () =>
+        Effect.gen(function*() {
+          const prefix = `ev${++prefixes}:`
+          const here = yield* RedisCircuitBreakerStore.make({ prefix })
+          const there = yield* RedisCircuitBreakerStore.make({ prefix }) // another process's store
+          const options = { trip: CircuitBreaker.consecutive(1), openFor: "1 minute" } as const
+          const mine = yield* CircuitBreaker.make({ name: "pay", ...options, store: here })
+          const unrelated = yield* CircuitBreaker.make({ name: "mail", ...options, store: here })
+          const theirs = yield* CircuitBreaker.make({ name: "pay", ...options, store: there })
+          const seen = yield* Effect.forkChild(Stream.runCollect(Stream.take(CircuitBreaker.events(mine), 4)))
+          const unrelatedSeen: Array<CircuitBreaker.Event> = []
+          yield* Effect.forkChild(Stream.runForEach(CircuitBreaker.events(unrelated), (e) => Effect.sync(() => void unrelatedSeen.push(e))))
+          yield* Effect.sleep(100) // the subscription is made
+          const before = Date.now()
+          // The other process trips the circuit ...
+          yield* fail(theirs)
+          yield* Effect.sleep(50)
+          // ... this one is rejected, and resets it: its own transition is reported once, not twice ...
+          assert.strictEqual(outcomeOf(yield* succeed(mine)), "Open")
+          yield* CircuitBreaker.reset(mine)
+          // ... and the other process isolates it.
+          yield* CircuitBreaker.isolate(theirs)
+          const events = Array.from(yield* Fiber.join(seen))
+          assert.deepStrictEqual(events.map((e) => [e._tag, "from" in e ? e.from : "", "to" in e ? e.to : "", "remote" in e ? e.remote : undefined]), [
+            ["Transition", "Closed", "Open", true],
+            ["Rejected", "", "", undefined],
+            ["Transition", "Open", "Closed", undefined],
+            ["Transition", "Closed", "Isolated", true]
+          ])
+          const remote = events[0] as CircuitBreaker.Transition
+          assert.isAtLeast(remote.at, before - 1000) // the server's clock
+          assert.strictEqual(remote.name, "pay")
+          // The state this breaker tells without asking the store is the last it heard of.
+          const next = yield* Effect.forkChild(Stream.runHead(Stream.filter(CircuitBreaker.events(mine), (e) => e._tag === "Transition")))
+          yield* Effect.sleep(20)
+          yield* CircuitBreaker.disable(theirs)
+          const transition = Option.getOrThrow(yield* Fiber.join(next)) as CircuitBreaker.Transition
+          assert.deepStrictEqual([transition.to, transition.remote], ["Disabled", true])
+          // Remote transitions are reported, not counted: the process that caused them counts them.
+          assert.strictEqual((yield* CircuitBreaker.stats(mine)).transitions, 1)
+          assert.deepStrictEqual(unrelatedSeen, [], "a breaker of another name hears nothing")
+        }))
+
+      it.effect("transitions: false publishes nothing and listens to nothing", () =>
+        Effect.gen(function*() {
+          const prefix = `ev${++prefixes}:`
+          const here = yield* RedisCircuitBreakerStore.make({ prefix, transitions: false })
+          const there = yield* RedisCircuitBreakerStore.make({ prefix })
+          const options = { trip: CircuitBreaker.consecutive(1), openFor: "1 minute" } as const
+          const quiet = yield* CircuitBreaker.make({ name: "pay", ...options, store: here })
+          const loud = yield* CircuitBreaker.make({ name: "pay", ...options, store: there })
+          const heard: Array<CircuitBreaker.Event> = []
+          const unheard: Array<CircuitBreaker.Event> = []
+          yield* Effect.forkChild(Stream.runForEach(CircuitBreaker.events(loud), (e) => Effect.sync(() => void heard.push(e))))
+          yield* Effect.forkChild(Stream.runForEach(CircuitBreaker.events(quiet), (e) => Effect.sync(() => void unheard.push(e))))
+          yield* Effect.sleep(100)
+          yield* fail(quiet) // trips it, published nowhere
+          yield* CircuitBreaker.isolate(loud) // published, but the quiet breaker does not listen
+          yield* Effect.sleep(200)
+          assert.deepStrictEqual(heard.map((e) => e._tag === "Transition" ? `${e.from} -> ${e.to}${e.remote ? " (remote)" : ""}` : e._tag), ["Open -> Isolated"])
+          assert.deepStrictEqual(unheard.map((e) => e._tag === "Transition" ? `${e.from} -> ${e.to}${e.remote ? " (remote)" : ""}` : e._tag), ["Closed -> Open", "Recorded"])
+        }))
+    })
   })
 
   describe("an outage: the server killed mid-run, then restarted", () => {
@@ -393,12 +458,22 @@ describeRedis("RedisCircuitBreakerStore on a real redis-server", () => {
         assert.strictEqual(r.outcomes[r.outcomes.length - 1], "ran", "and the circuit closed again for every process")
         assert.notInclude(r.outcomes, "StoreUnavailable")
       }
-      const transitions = reports.flatMap((r) => r.transitions)
+      const own = reports.flatMap((r) => r.transitions).filter((t) => !t.startsWith("remote "))
       assert.deepStrictEqual(
-        transitions.filter((t) => t === "Open -> HalfOpen" || t === "HalfOpen -> Closed").sort(),
+        own.filter((t) => t === "Open -> HalfOpen" || t === "HalfOpen -> Closed").sort(),
         ["HalfOpen -> Closed", "Open -> HalfOpen"],
         "exactly one probe across the processes"
       )
+      // Every process saw the whole story on its events: the trip and the probe of others as remote transitions.
+      for (const r of reports) {
+        assert.deepStrictEqual(
+          r.transitions.map((t) => t.replace("remote ", "")),
+          ["Closed -> Open", "Open -> HalfOpen", "HalfOpen -> Closed"],
+          JSON.stringify(r.transitions)
+        )
+        assert.strictEqual(r.transitions[0], "remote Closed -> Open")
+      }
+      assert.strictEqual(reports.filter((r) => r.transitions[2] === "HalfOpen -> Closed").length, 1, "one process closed it, the others heard")
     }, 30_000)
   })
 })

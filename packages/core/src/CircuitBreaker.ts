@@ -404,8 +404,14 @@ export interface Transition {
   readonly key: string | undefined
   readonly from: State
   readonly to: State
-  /** Clock time, epoch milliseconds. */
+  /** Clock time, epoch milliseconds (the store's clock for a remote transition). */
   readonly at: number
+  /**
+   * `true` when another process caused it, reported by a shared store that
+   * can tell (`RedisCircuitBreakerStore`); absent for this process's own.
+   * Remote transitions are not counted in this process's metrics.
+   */
+  readonly remote?: true | undefined
 }
 
 /**
@@ -519,6 +525,30 @@ class BreakerImpl {
     this.lastState = to
     if (counters.hub.active) {
       counters.hub.emit({ _tag: "Transition", name: this.name, key: this.exposeKeys ? key : undefined, from, to, at })
+    }
+  }
+
+  /**
+   * A transition another process caused, told by the store: reported, not
+   * counted (that process counts it), and the state this breaker last saw.
+   */
+  readonly onRemoteTransition = (transition: Store.RemoteTransition): void => {
+    let key: string | undefined
+    if (transition.key === this.name && !this.keyed) key = undefined
+    else if (this.keyed && transition.key.startsWith(this.prefix)) key = transition.key.slice(this.prefix.length)
+    else return
+    if (key === undefined) this.lastState = transition.to
+    const hub = this.counters.hub
+    if (hub.active) {
+      hub.emit({
+        _tag: "Transition",
+        name: this.name,
+        key: this.exposeKeys ? key : undefined,
+        from: transition.from,
+        to: transition.to,
+        at: transition.at,
+        remote: true
+      })
     }
   }
 
@@ -1110,13 +1140,14 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
           keyed: impl.keyed,
           impl
         })
+        const finalizer = Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const registration of registrations) registration.remove()
+            impl.counters.hub.end()
+          })
+        )
         return Effect.as(
-          Effect.addFinalizer(() =>
-            Effect.sync(() => {
-              for (const registration of registrations) registration.remove()
-              impl.counters.hub.end()
-            })
-          ),
+          store.listen === undefined ? finalizer : Effect.andThen(finalizer, store.listen(impl.onRemoteTransition)),
           self
         )
       })

@@ -116,7 +116,7 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect } from "effect"
+import { Duration, Effect, type Scope } from "effect"
 import type { Outcome, State } from "./CircuitBreaker.ts"
 import * as internal from "./internal/circuitBreakerStore.ts"
 import type { StoreError } from "./Store.ts"
@@ -379,6 +379,25 @@ export interface CircuitBreakerStore {
   ) => Effect.Effect<Transition | undefined, StoreError>
   /** Present for in-process stores: the same operations, synchronous, per circuit. */
   readonly inProcess?: InProcess | undefined
+  /**
+   * Present for shared stores that can tell about transitions caused
+   * elsewhere (other processes): calls `onTransition` with each one for as
+   * long as the scope lasts. Best effort: a transition may be missed (while
+   * disconnected), so the circuit's state stays the truth.
+   */
+  readonly listen?: ((onTransition: (transition: RemoteTransition) => void) => Effect.Effect<void, never, Scope.Scope>) | undefined
+}
+
+/**
+ * A transition caused through another instance of a shared store (usually
+ * another process), for the breakers of this process to report.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RemoteTransition extends Transition {
+  /** The circuit's key in the store: `name`, or `name:key` for a keyed breaker. */
+  readonly key: string
 }
 
 /**
@@ -423,6 +442,7 @@ export const make = (operations: {
   readonly read: CircuitBreakerStore["read"]
   readonly force: CircuitBreakerStore["force"]
   readonly inProcess?: InProcess | undefined
+  readonly listen?: CircuitBreakerStore["listen"]
 }): CircuitBreakerStore => ({ [TypeId]: TypeId, ...operations })
 
 /**

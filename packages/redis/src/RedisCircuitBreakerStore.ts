@@ -40,9 +40,13 @@
  *
  * - Give `NodeRedis.layer` `disableOfflineQueue: true`: otherwise calls made
  *   while the client reconnects wait for `timeout`.
- * - Each process sees the transitions it causes (its `events` stream); a
- *   transition caused by another process shows in the next decision (a
- *   rejection, a state read), not as an event.
+ * - Transitions are published on `<prefix>breaker-transitions` from inside
+ *   the script, and each store listens on one subscriber connection while a
+ *   breaker uses it: a transition another process caused shows on this
+ *   process's `events` as a `Transition` with `remote: true` (not counted in
+ *   this process's metrics). Pub/sub is best effort: one published while
+ *   this process is disconnected is missed; the circuit's state, read by
+ *   every decision, stays the truth. `transitions: false` turns it off.
  * - A key is always used with the same policy: a circuit stored by a
  *   breaker with other trip specs is read with the caller's.
  * - Every script touches one key, named in `KEYS`, as Redis Cluster requires
@@ -76,7 +80,7 @@
  * @since 0.1.0
  */
 import { CircuitBreaker, CircuitBreakerStore, type InvalidOptions } from "@bulwark/core"
-import { type Context, Duration, Effect, Layer, Schema } from "effect"
+import { type Context, Duration, Effect, Exit, Layer, Queue, Schedule, Schema, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { script } from "./internal/circuitBreakerScript.ts"
 import {
@@ -103,7 +107,8 @@ export const Options = Schema.Struct({
   prefix: Schema.optional(Schema.String),
   timeout: Schema.optional(WholeMillis),
   clock: Schema.optional(ClockOption),
-  idleTimeToLive: Schema.optional(WholeMillis)
+  idleTimeToLive: Schema.optional(WholeMillis),
+  transitions: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -119,6 +124,13 @@ export interface Options {
   readonly clock?: "redis" | "caller" | undefined
   /** A circuit unused this long (and not open, half-open with a lease running, isolated or disabled) expires; default 10 minutes. */
   readonly idleTimeToLive?: Duration.Input | undefined
+  /**
+   * Publish every transition on `<prefix>breaker-transitions`, and report the
+   * ones other processes caused on this process's breakers' `events` (as
+   * `Transition` with `remote: true`); default `true`. Listening takes one
+   * subscriber connection per store, while a breaker uses it.
+   */
+  readonly transitions?: boolean | undefined
 }
 
 const decode = decodeOptions("RedisCircuitBreakerStore", Options)
@@ -172,6 +184,61 @@ const policyJson = (policy: CircuitBreakerStore.Policy): string =>
   })
 
 // -----------------------------------------------------------------------------
+// transitions of other processes
+// -----------------------------------------------------------------------------
+
+/** `origin|from|to|at|key`, as the script publishes it; `undefined` for this store's own or a malformed one. */
+const parseTransition = (message: string, origin: string, prefix: string): CircuitBreakerStore.RemoteTransition | undefined => {
+  const parts = message.split("|")
+  if (parts.length < 5 || parts[0] === origin) return undefined
+  const from = stateOf[parts[1]]
+  const to = stateOf[parts[2]]
+  const at = Number(parts[3])
+  // The key may itself hold "|".
+  const key = parts.slice(4).join("|")
+  if (from === undefined || to === undefined || !Number.isFinite(at) || !key.startsWith(prefix)) return undefined
+  return { key: key.slice(prefix.length), from, to, at }
+}
+
+/**
+ * `listen` of the store: one subscription for every breaker listening,
+ * opened by the first and closed with the last. A subscription that fails
+ * (the server is down, the connection closed) is made again every second
+ * while anyone listens: transitions published meanwhile are missed, which
+ * the contract allows (the circuit's state stays the truth).
+ */
+const listener = (redis: Redis.Redis["Service"], channel: string, origin: string, prefix: string) => {
+  const listeners = new Set<(transition: CircuitBreakerStore.RemoteTransition) => void>()
+  let subscription: Scope.Closeable | undefined
+  const dispatch = (message: string) => {
+    const transition = parseTransition(message, origin, prefix)
+    if (transition !== undefined) for (const f of listeners) f(transition)
+  }
+  const consume = Effect.scoped(Effect.gen(function*() {
+    const messages = yield* redis.subscribe(channel)
+    while (true) dispatch((yield* Queue.take(messages)).message)
+  })).pipe(Effect.retry(Schedule.spaced("1 second")), Effect.ignore)
+  return (onTransition: (transition: CircuitBreakerStore.RemoteTransition) => void) =>
+    Effect.acquireRelease(
+      Effect.gen(function*() {
+        listeners.add(onTransition)
+        if (subscription !== undefined) return
+        const scope = yield* Scope.make()
+        subscription = scope
+        yield* Effect.forkIn(consume, scope)
+      }),
+      () =>
+        Effect.suspend(() => {
+          listeners.delete(onTransition)
+          const scope = subscription
+          if (listeners.size > 0 || scope === undefined) return Effect.void
+          subscription = undefined
+          return Scope.close(scope, Exit.void)
+        })
+    )
+}
+
+// -----------------------------------------------------------------------------
 // the store
 // -----------------------------------------------------------------------------
 
@@ -222,10 +289,18 @@ export const make = (
         return json
       }
       const run = redis.eval(script)
+      const channel = decoded.transitions === false ? "" : `${decoded.prefix ?? "bulwark:"}breaker-transitions`
+      // Tells this store's own publications from other processes'.
+      const origin = crypto.randomUUID()
       const call = (operation: string, key: string, now: number, policy: CircuitBreakerStore.Policy, args: ReadonlyArray<string>) =>
-        guarded(run(prefix + key, [operation, clockArg(now), encoded(policy), idle, margin, ...args]), timeoutMs, storeError(operation))
+        guarded(
+          run(prefix + key, [operation, clockArg(now), encoded(policy), idle, margin, channel, origin, ...args]),
+          timeoutMs,
+          storeError(operation)
+        )
 
       return CircuitBreakerStore.make({
+        listen: channel === "" ? undefined : listener(redis, channel, origin, prefix),
         admit: (key, policy, now) =>
           Effect.flatMap(call("admit", key, now, policy, []), (reply) => {
             if (!isReply(reply, 8)) return Effect.fail(unexpectedReply("admit", reply))

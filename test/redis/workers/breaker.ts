@@ -5,7 +5,7 @@
  * test says "go", it calls through the breaker every 10 ms for `RUN_MS`
  * (each call takes 5 ms and succeeds), and reports what happened to each
  * call ("ran" or the rejection's reason) and the transitions this process
- * saw on its events stream.
+ * saw on its events stream (`remote ...` for those another process caused).
  */
 import { CircuitBreaker } from "@bulwark/core"
 import { RedisCircuitBreakerStore } from "@bulwark/redis"
@@ -34,10 +34,15 @@ const program = Effect.gen(function*() {
   })
   const transitions: Array<string> = []
   yield* Effect.forkScoped(
-    Stream.runForEach(CircuitBreaker.transitions(breaker), (t) => Effect.sync(() => void transitions.push(`${t.from} -> ${t.to}`))),
+    Stream.runForEach(
+      CircuitBreaker.transitions(breaker),
+      (t) => Effect.sync(() => void transitions.push(`${t.remote ? "remote " : ""}${t.from} -> ${t.to}`))
+    ),
     { startImmediately: true }
   )
   yield* CircuitBreaker.state(breaker) // loads the script, warms the connection
+  // The subscription to other processes' transitions is made in the background: let it be made.
+  yield* Effect.sleep(300)
   yield* send({ type: "ready" })
   yield* go
   const outcomes: Array<string> = []

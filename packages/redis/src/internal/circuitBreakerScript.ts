@@ -29,8 +29,13 @@ import * as Redis from "effect/persistence/Redis"
  *
  * `KEYS[1]` the key. `ARGV`: 1 the operation, 2 the caller's clock or `""`,
  * 3 the policy (JSON), 4 the idle time to live (ms), 5 the expiry margin
- * (ms), then `record`: 6 permit, 7 outcome (`S`, `F`, `I`), 8 elapsed ms;
- * `force`: 6 the target state (`C`, `I`, `D`).
+ * (ms), 6 the channel transitions are published on (`""`: none), 7 the
+ * calling store's id, then `record`: 8 permit, 9 outcome (`S`, `F`, `I`),
+ * 10 elapsed ms; `force`: 8 the target state (`C`, `I`, `D`).
+ *
+ * A transition is published as `origin|from|to|at|key` (state letters, the
+ * script's clock, the full key), so that the breakers of other processes
+ * can report it.
  *
  * Replies (every transition as `from, to` state letters, `""` when none):
  * `admit` `{kind (0 admitted, 1 rejected, 2 pass), permit, probe, reason (O,
@@ -53,6 +58,7 @@ end
 local P = cjson.decode(ARGV[3])
 local idle = tonumber(ARGV[4])
 local margin = tonumber(ARGV[5])
+local channel, origin = ARGV[6], ARGV[7]
 local INF = math.huge
 
 local function fmt(x) return string.format("%.0f", x) end
@@ -269,6 +275,13 @@ local function persist()
   redis.call("PEXPIRE", K, fmt(math.ceil(ttl) + margin))
 end
 
+-- Tells the other processes' breakers (PUBLISH is not a key access: one key per script still holds).
+local function announce()
+  if from ~= "" and channel ~= "" then
+    redis.call("PUBLISH", channel, origin .. "|" .. from .. "|" .. to .. "|" .. fmt(now) .. "|" .. K)
+  end
+end
+
 local function infOf(x)
   if x == INF then return 0, 1 end
   return x, 0
@@ -311,11 +324,12 @@ if op == "admit" then
   -- An admission marks the circuit used: it lives idleTimeToLive from now.
   persist()
   local w, wInf = infOf(wait)
+  announce()
   return { kind, permit, probe, reason, w, wInf, from, to }
 end
 
 if op == "record" then
-  local permit, outcome, elapsed = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+  local permit, outcome, elapsed = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
   -- Unknown key, or a permit of a circuit since dropped: nothing to change.
   if not exists or permit < f then return { "", "" } end
   if st == "H" then
@@ -354,6 +368,7 @@ if op == "record" then
   end
   -- A report marks the circuit used, stale or not.
   persist()
+  announce()
   return { from, to }
 end
 
@@ -362,12 +377,13 @@ if op == "read" then
   settleBackoff(now)
   if st == "H" and #probes > 0 and expireProbes(now) then transition("H", "O") end
   if changed then persist() end
+  announce()
   local w, wInf = infOf(retryAfter(now))
   return { st, w, wInf, c, #probes, from, to }
 end
 
 if op == "force" then
-  local target = ARGV[6]
+  local target = ARGV[8]
   if not exists then create() end
   local before = st
   if target == "C" then
@@ -383,6 +399,7 @@ if op == "force" then
   end
   if before ~= target then transition(before, target) end
   persist()
+  announce()
   return { from, to }
 end
 
