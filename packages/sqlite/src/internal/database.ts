@@ -280,6 +280,44 @@ const foreignReason = (file: string, found: Inspection): string | undefined => {
 /** Something to `Atomics.wait` on: a synchronous sleep (the open retries on a thread that waits anyway). */
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
+const isBusy = (error: unknown): boolean => {
+  const errcode = (error as { readonly errcode?: unknown } | null)?.errcode
+  if (typeof errcode !== "number") return false
+  const primary = errcode & 0xff
+  return primary === SQLITE_BUSY || primary === SQLITE_LOCKED
+}
+
+/**
+ * Runs `step` until it does not fail with `SQLITE_BUSY`, for at most
+ * `lockTimeoutMs`: the busy timeout of this package, in place of SQLite's.
+ *
+ * Between tries the thread sleeps a short, random while (up to half a
+ * millisecond at first, doubling to four): a transaction here holds the lock
+ * for tens of microseconds, so a waiter that sleeps briefly gets its turn
+ * among several processes, where SQLite's own handler (sleeps of 1, 2, 5,
+ * ... up to 100 ms) lets an unlucky waiter sleep through its whole bound
+ * while the others take the lock again and again. The last failure is
+ * rethrown once the bound has passed (0: one try).
+ *
+ * @internal
+ */
+export const waitForLock = <A>(lockTimeoutMs: number, step: () => A): A => {
+  let deadline = -1
+  for (let attempt = 0;; attempt++) {
+    try {
+      return step()
+    } catch (error) {
+      if (!isBusy(error)) throw error
+      const now = performance.now()
+      if (deadline < 0) deadline = now + lockTimeoutMs
+      const left = deadline - now
+      if (left <= 0) throw error
+      const upTo = attempt < 3 ? 0.5 * 2 ** attempt : 4
+      Atomics.wait(sleeper, 0, 0, Math.min(left, upTo * (0.5 + Math.random() / 2)))
+    }
+  }
+}
+
 /**
  * One database file, shared by every store of this process that uses it.
  *
@@ -317,7 +355,8 @@ export class Database {
     let db: DatabaseSync
     try {
       db = this.connect(lockTimeoutMs)
-      db.exec("BEGIN IMMEDIATE")
+      const begin = db
+      waitForLock(lockTimeoutMs, () => begin.exec("BEGIN IMMEDIATE"))
     } catch (error) {
       throw this.fail(error, lockTimeoutMs)
     }
@@ -343,7 +382,8 @@ export class Database {
   read<A>(lockTimeoutMs: number, f: (connection: Database) => A): A {
     try {
       this.connect(lockTimeoutMs)
-      return f(this)
+      // A reader waits only in rare moments (another connection recovering the WAL index): `f` only reads, so it is run again.
+      return waitForLock(lockTimeoutMs, () => f(this))
     } catch (error) {
       throw this.fail(error, lockTimeoutMs)
     }
@@ -390,10 +430,12 @@ export class Database {
       db = undefined
     }
     if (db === undefined) db = this.open(lockTimeoutMs)
-    if (this.busyTimeoutMs !== lockTimeoutMs) {
-      // One connection serves stores with different bounds: each sets its own.
-      db.exec(`PRAGMA busy_timeout = ${lockTimeoutMs}`)
-      this.busyTimeoutMs = lockTimeoutMs
+    if (this.busyTimeoutMs !== 0) {
+      // The wait for the lock is `waitForLock`'s, with short sleeps: SQLite's own busy handler sleeps up to
+      // 100 ms at a time once it has waited a little, so under contention a waiter that was unlucky once
+      // sleeps through many turns of the others and runs out of its bound.
+      db.exec("PRAGMA busy_timeout = 0")
+      this.busyTimeoutMs = 0
     }
     return db
   }
