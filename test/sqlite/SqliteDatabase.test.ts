@@ -16,7 +16,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFi
 import { homedir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { cacheDirectory } from "../../packages/sqlite/src/internal/database.ts"
+import { cacheDirectory, IDENTITY_CHECK_MS } from "../../packages/sqlite/src/internal/database.ts"
 import { isGone, self } from "../../packages/sqlite/src/internal/process.ts"
 import { forkWorker, tempFiles } from "./support.ts"
 
@@ -262,7 +262,7 @@ INSERT INTO bulwark_rate_limiter VALUES ('api', '{}', 9e15);
         assert.strictEqual((yield* store.claim("k", 1000, 0))._tag, "Claimed")
       }).pipe(Effect.scoped))
 
-    it.effect("a file deleted under an open connection is opened again (not written to the deleted inode)", () =>
+    it.effect("a file deleted under an open connection is opened again, within the identity check's period (not written to the deleted inode)", () =>
       Effect.gen(function*() {
         const file = files.next()
         const store = yield* SqliteIdempotencyStore.make({ file })
@@ -270,6 +270,8 @@ INSERT INTO bulwark_rate_limiter VALUES ('api', '{}', 9e15);
         rmSync(file)
         rmSync(`${file}-wal`, { force: true })
         rmSync(`${file}-shm`, { force: true })
+        // The path is checked at most once per IDENTITY_CHECK_MS of real time.
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, IDENTITY_CHECK_MS + 10)))
         assert.strictEqual((yield* store.claim("b", 60_000, 0))._tag, "Claimed")
         assert.strictEqual(query<{ n: number }>(file, "SELECT count(*) AS n FROM bulwark_idempotency").n, 1)
       }).pipe(Effect.scoped))

@@ -277,6 +277,9 @@ const foreignReason = (file: string, found: Inspection): string | undefined => {
 // the connection
 // -----------------------------------------------------------------------------
 
+/** How often the path is checked to still be the file opened. @internal */
+export const IDENTITY_CHECK_MS = 50
+
 /** Something to `Atomics.wait` on: a synchronous sleep (the open retries on a thread that waits anyway). */
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
@@ -337,6 +340,8 @@ export class Database {
   /** The file's identity when opened: a file deleted or replaced under us is opened again. */
   private dev = 0
   private ino = 0
+  /** When the path was last checked to still be the file opened (`performance.now()`). */
+  private checkedAt = -Infinity
   private busyTimeoutMs = -1
   private readonly statements = new Map<string, StatementSync>()
 
@@ -425,7 +430,7 @@ export class Database {
   /** The open connection, opening (and if needed creating or migrating) the file first. */
   private connect(lockTimeoutMs: number): DatabaseSync {
     let db = this.db
-    if (db !== undefined && !this.sameFile()) {
+    if (db !== undefined && !this.stillSameFile()) {
       this.close()
       db = undefined
     }
@@ -441,6 +446,20 @@ export class Database {
   }
 
   /** Is the path still the file we opened (not deleted, not replaced by another file)? One `stat`. */
+  /**
+   * {@link sameFile}, at most once per {@link IDENTITY_CHECK_MS}: a `stat`
+   * costs microseconds, a good share of a decision, and a file deleted or
+   * replaced under a running process is rare. Decisions in the moments
+   * after such a change still go to the file as it was opened, as they
+   * would have just before the change.
+   */
+  private stillSameFile(): boolean {
+    const now = performance.now()
+    if (now - this.checkedAt < IDENTITY_CHECK_MS) return true
+    this.checkedAt = now
+    return this.sameFile()
+  }
+
   private sameFile(): boolean {
     const stats = statSync(this.file, { throwIfNoEntry: false })
     return stats !== undefined && stats.dev === this.dev && stats.ino === this.ino
@@ -491,6 +510,7 @@ export class Database {
       const stats = statSync(this.file)
       this.dev = stats.dev
       this.ino = stats.ino
+      this.checkedAt = performance.now()
       this.db = db
       this.busyTimeoutMs = busyMs
       return db

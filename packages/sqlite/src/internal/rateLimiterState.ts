@@ -34,11 +34,16 @@ interface Stored {
   readonly latest?: number
 }
 
-/** JSON has no infinities; `blockedUntil` is `-Infinity` until a block. */
-const replacer = (_key: string, value: unknown) =>
+/**
+ * JSON has no infinities (`blockedUntil` is `-Infinity` until a block): a
+ * non-finite number is written as `{ $number: "-Infinity" }`. The states are
+ * flat (numbers, arrays of numbers, the tag), so one pass over the fields
+ * does it: a replacer or reviver would be called for every value.
+ */
+const encodeNumber = (value: unknown): unknown =>
   typeof value === "number" && !Number.isFinite(value) ? { $number: String(value) } : value
 
-const reviver = (_key: string, value: unknown) => {
+const decodeNumber = (value: unknown): unknown => {
   if (typeof value === "object" && value !== null && "$number" in value) {
     const text = (value as { readonly $number: unknown }).$number
     return text === "Infinity" ? Infinity : text === "-Infinity" ? -Infinity : Number.NaN
@@ -46,11 +51,30 @@ const reviver = (_key: string, value: unknown) => {
   return value
 }
 
-/** The algorithm's numbers in a canonical order: two equal algorithms built in different ways compare equal. */
-const canonical = (a: Algorithm): string => JSON.stringify(a, Object.keys(a).sort())
+const mapFields = (fields: Record<string, unknown>, f: (value: unknown) => unknown): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (const name in fields) {
+    const value = fields[name]
+    out[name] = Array.isArray(value) ? value.map(f) : f(value)
+  }
+  return out
+}
 
-const sameAlgorithm = (a: unknown, b: Algorithm): boolean =>
-  typeof a === "object" && a !== null && canonical(a as Algorithm) === canonical(b)
+/** Same fields, same values: two equal algorithms built in different ways compare equal. */
+const sameAlgorithm = (a: unknown, b: Algorithm): boolean => {
+  if (typeof a !== "object" || a === null) return false
+  const stored = a as Record<string, unknown>
+  let count = 0
+  for (const name in stored) {
+    const expected = (b as unknown as Record<string, unknown>)[name]
+    // JSON wrote a non-finite number as null.
+    const same = stored[name] === expected ||
+      (stored[name] === null && typeof expected === "number" && !Number.isFinite(expected))
+    if (!same) return false
+    count++
+  }
+  return count === Object.keys(b).length
+}
 
 /** The kind of a field's value, to compare a stored state with a fresh one. */
 const kindOf = (value: unknown): string => {
@@ -97,8 +121,8 @@ export class Engine {
     const at = latest > now ? latest : now
     const result = f(this.local, KEY, at)
     const fields = this.states.get(KEY)!
-    const stored: Stored = { algorithm, fields, latest: at }
-    const state = JSON.stringify(stored, replacer)
+    const stored: Stored = { algorithm, fields: mapFields(fields, encodeNumber), latest: at }
+    const state = JSON.stringify(stored)
     const resetAt = this.local.resetAt(KEY, algorithm, at)
     this.local.forget(KEY)
     return { result, state, resetAt }
@@ -116,13 +140,13 @@ export class Engine {
     if (text === undefined) return -Infinity
     let stored: Stored
     try {
-      stored = JSON.parse(text, reviver) as Stored
+      stored = JSON.parse(text) as Stored
     } catch {
       return -Infinity
     }
     const fresh = this.states.get(KEY)!
-    const fields = stored?.fields
-    if (typeof fields !== "object" || fields === null) return -Infinity
+    if (typeof stored?.fields !== "object" || stored.fields === null) return -Infinity
+    const fields = mapFields(stored.fields, decodeNumber)
     if (sameAlgorithm(stored.algorithm, algorithm) && this.fits(fresh, fields)) {
       Object.assign(fresh, fields)
       const latest = stored.latest
