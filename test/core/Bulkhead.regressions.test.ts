@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Bulkhead } from "@bulwark/core"
+import { Bulkhead, KeyedBulkhead } from "@bulwark/core"
 import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -64,4 +64,22 @@ describe("Bulkhead: evicting several waiters at once", () => {
       s = yield* Bulkhead.stats(b)
       assert.deepStrictEqual([s.inFlight, s.queued, s.admitted, s.completed], [0, 0, 4, 4])
     }))
+})
+
+describe("regression: an option given as undefined (as the Options types allow, e.g. from a spread config) means its default", () => {
+  it.effect("Bulkhead maxQueue and queueTimeout; KeyedBulkhead's optional fields", () =>
+    Effect.gen(function*() {
+      const b = yield* Bulkhead.make({ name: "spread", maxConcurrent: 1, maxQueue: undefined, queueTimeout: undefined })
+      assert.strictEqual(yield* Effect.succeed("ran").pipe(Bulkhead.guard(b)), "ran")
+      const keyed = yield* KeyedBulkhead.make({
+        name: "spread-keyed",
+        maxConcurrent: 1,
+        maxKeys: 2,
+        maxQueue: undefined,
+        queueTimeout: undefined,
+        idleTimeToLive: undefined,
+        exposeKeys: undefined
+      })
+      assert.strictEqual(yield* Effect.succeed("ran").pipe(KeyedBulkhead.guard(keyed, "a")), "ran")
+    }).pipe(Effect.scoped))
 })

@@ -1364,6 +1364,7 @@ describe("CircuitBreaker rule: `stats` gives exact cumulative counters", () => {
         rejected: { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0 },
         transitions: 0,
         openings: 0,
+        probeRenewals: 0,
         circuits: 1,
         reclaimed: 0,
         storeErrors: { Unavailable: 0, Timeout: 0, Rejected: 0 },
@@ -1400,6 +1401,7 @@ describe("CircuitBreaker rule: `stats` gives exact cumulative counters", () => {
         rejected: { Open: 2, ProbesBusy: 1, Isolated: 1, StoreUnavailable: 0 },
         transitions: 4, // Closed->Open, Open->HalfOpen, HalfOpen->Open, Open->Isolated
         openings: 2,
+        probeRenewals: 0,
         circuits: 1,
         reclaimed: 0,
         storeErrors: { Unavailable: 0, Timeout: 0, Rejected: 0 },
@@ -2140,5 +2142,106 @@ describe("CircuitBreaker rule: a shared store's transitions caused elsewhere are
       }).pipe(Effect.scoped)
       // The breakers' scope closed: they stopped listening.
       assert.strictEqual(listeners.size, 0)
+    }))
+})
+
+describe("CircuitBreaker rule: with a shared store, a probe's lease is renewed every third of halfOpen.probeLease while it runs; a probe nobody renews is lost when its lease runs out", () => {
+  /** memory()'s operations without its in-process side: the breaker uses it as a shared (remote) store. */
+  const shared = () => {
+    const inner = CircuitBreakerStore.memory()
+    return {
+      inner,
+      store: CircuitBreakerStore.make({
+        admit: inner.admit,
+        record: inner.record,
+        read: inner.read,
+        force: inner.force,
+        renew: inner.renew
+      })
+    }
+  }
+  const options = {
+    trip: CircuitBreaker.consecutive(1),
+    openFor: "1 second",
+    halfOpen: { probeTimeout: "1 minute", probeLease: "300 millis" }
+  } as const
+
+  it.effect("a probe running for ten leases keeps its lease (renewed every 100 ms), others get ProbesBusy; the renewals stop with the call", () =>
+    Effect.gen(function*() {
+      const { store } = shared()
+      const b = yield* CircuitBreaker.make({ name: "leased", ...options, store })
+      yield* Effect.exit(Effect.fail(new Boom({ label: "down" })).pipe(CircuitBreaker.guard(b)))
+      yield* TestClock.adjust("1 second")
+      const gate = yield* Deferred.make<void>()
+      const probe = yield* Effect.forkChild(Deferred.await(gate).pipe(CircuitBreaker.guard(b)), { startImmediately: true })
+      for (let i = 0; i < 30; i++) yield* TestClock.adjust("100 millis")
+      assert.strictEqual((yield* CircuitBreaker.stats(b)).probeRenewals, 30)
+      const busy = yield* Effect.flip(Effect.void.pipe(CircuitBreaker.guard(b)))
+      assert.strictEqual(busy.reason, "ProbesBusy")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(probe)
+      assert.strictEqual((yield* CircuitBreaker.state(b)).state, "Closed")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* CircuitBreaker.stats(b)).probeRenewals, 30)
+      // Calls of a closed circuit hold no lease.
+      const closedCall = yield* Effect.forkChild(Effect.sleep("1 second").pipe(CircuitBreaker.guard(b)), { startImmediately: true })
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closedCall)
+      assert.strictEqual((yield* CircuitBreaker.stats(b)).probeRenewals, 30)
+    }))
+
+  it.effect("a probe taken by a process that died (nobody renews it) is lost once its lease runs out, not after probeTimeout", () =>
+    Effect.gen(function*() {
+      const { inner, store } = shared()
+      const b = yield* CircuitBreaker.make({ name: "crashed", ...options, store })
+      yield* Effect.exit(Effect.fail(new Boom({ label: "down" })).pipe(CircuitBreaker.guard(b)))
+      yield* TestClock.adjust("1 second")
+      // Another process takes the probe through the store, then dies: no renewal, no report.
+      const policy = { ...b.impl.policy }
+      const taken = yield* inner.admit("crashed", policy, 1_000)
+      assert.deepStrictEqual([taken._tag, taken._tag === "Admitted" && taken.probe], ["Admitted", true])
+      yield* TestClock.adjust("300 millis")
+      assert.strictEqual((yield* Effect.flip(Effect.void.pipe(CircuitBreaker.guard(b)))).reason, "ProbesBusy")
+      yield* TestClock.adjust("1 millis")
+      const reopened = yield* Effect.flip(Effect.void.pipe(CircuitBreaker.guard(b)))
+      assert.deepStrictEqual([reopened.reason, (yield* CircuitBreaker.state(b)).state], ["Open", "Open"])
+    }))
+
+  it.effect("probeLease must be at least 1 ms; the in-process store and the local stand-in hold no leases", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(CircuitBreaker.make({ name: "bad", ...options, halfOpen: { probeLease: 0 } }))
+      assert.instanceOf(e, InvalidOptions)
+      assert.include(e.message, "halfOpen.probeLease")
+      const local = yield* CircuitBreaker.make({ name: "local", ...options })
+      assert.isUndefined(local.impl.policy.probeLeaseMs)
+      const remote = yield* CircuitBreaker.make({ name: "remote", ...options, store: shared().store })
+      assert.strictEqual(remote.impl.policy.probeLeaseMs, 300)
+      assert.isUndefined(remote.impl.standInPolicy.probeLeaseMs)
+      const capped = yield* CircuitBreaker.make({
+        name: "capped",
+        ...options,
+        halfOpen: { probeTimeout: "200 millis" },
+        store: shared().store
+      })
+      assert.strictEqual(capped.impl.policy.probeLeaseMs, 200) // default 10 s, at most probeTimeout
+    }))
+})
+
+describe("CircuitBreaker rule: an option given as undefined (as the Options type allows, e.g. from a spread config) means its default", () => {
+  it.effect("halfOpen, keys and classify fields set to undefined", () =>
+    Effect.gen(function*() {
+      const b = yield* CircuitBreaker.make({
+        name: "spread",
+        trip: CircuitBreaker.consecutive(1),
+        openFor: "1 second",
+        halfOpen: { probes: undefined, successesToClose: undefined, probeTimeout: undefined, probeLease: undefined },
+        keys: { maxKeys: 2, idleTimeToLive: undefined, exposeKeys: undefined },
+        classify: undefined
+      })
+      assert.deepStrictEqual(
+        [b.impl.policy.probes, b.impl.policy.successesToClose, b.impl.policy.probeTimeoutMs, b.impl.policy.probeLeaseMs],
+        [1, 1, 60_000, undefined]
+      )
+      assert.isTrue(b.keyed)
     }))
 })

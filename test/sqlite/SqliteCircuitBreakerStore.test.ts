@@ -352,37 +352,41 @@ describe("SqliteCircuitBreakerStore", () => {
       }
     }, 30_000)
 
-    vitest("a probe left by a process killed with SIGKILL: busy until its probe timeout, then lost (the circuit opens again), then a new probe closes it", async () => {
+    vitest("a probe left by a process killed with SIGKILL: busy while its lease lasts, lost once it runs out (not after probeTimeout), then a new probe closes the circuit", async () => {
       const file = files.next("crash")
       const OPEN_MS = 150
-      const PROBE_MS = 700
+      const LEASE_MS = 600
+      const options = {
+        name: "shared",
+        trip: CircuitBreaker.consecutive(1),
+        openFor: OPEN_MS,
+        halfOpen: { probes: 1, probeTimeout: "1 minute", probeLease: LEASE_MS }
+      } as const
       const program = Effect.gen(function*() {
-        const b = yield* CircuitBreaker.make({
-          name: "shared",
-          trip: CircuitBreaker.consecutive(1),
-          openFor: OPEN_MS,
-          halfOpen: { probes: 1, probeTimeout: PROBE_MS },
-          store: yield* SqliteCircuitBreakerStore.make({ file }),
-          onStoreError: "fail-closed"
-        })
+        const b = yield* CircuitBreaker.make({ ...options, store: yield* SqliteCircuitBreakerStore.make({ file }), onStoreError: "fail-closed" })
         const reason = (exit: Exit.Exit<unknown, unknown>) => Exit.isSuccess(exit) ? "ran" : failureOf(exit).reason
         const call = Effect.exit(Effect.succeed("ok").pipe(CircuitBreaker.guard(b)))
         yield* Effect.exit(Effect.fail("down").pipe(CircuitBreaker.guard(b)))
         yield* Effect.promise(() => sleep(OPEN_MS + 50))
-        // Another process takes the probe, and dies without a word.
+        // Another process takes the probe and renews its lease while it lives ...
         const worker = forkWorker<Message>("breaker.ts", ["probe"], {
           FILE: file,
           TRIP: "1",
           OPEN_MS: String(OPEN_MS),
-          PROBE_MS: String(PROBE_MS)
+          PROBE_MS: "60000",
+          LEASE_MS: String(LEASE_MS)
         }, 30_000)
-        const started = yield* Effect.promise(() => worker.next((m) => m.type === "running")).pipe(Effect.map(() => Date.now()))
+        yield* Effect.promise(() => worker.next((m) => m.type === "running"))
+        // ... for longer than one lease: it is not lost while its process lives.
+        yield* Effect.promise(() => sleep(LEASE_MS * 2))
+        assert.strictEqual(reason(yield* call), "ProbesBusy")
+        // Then it dies without a word, and its renewals stop.
         worker.kill("SIGKILL")
-        yield* Effect.promise(() => worker.exited)
+        const killedAt = yield* Effect.promise(() => worker.exited).pipe(Effect.map(() => Date.now()))
         assert.strictEqual(reason(yield* call), "ProbesBusy")
         assert.strictEqual((yield* CircuitBreaker.state(b)).probing, 1)
-        // Once the probe has outlived its timeout, the next decision finds it lost.
-        yield* Effect.promise(() => sleep(Math.max(0, started + PROBE_MS + 50 - Date.now())))
+        // Once the lease (from the last renewal, at most a lease before the kill) has run out, the probe is lost.
+        yield* Effect.promise(() => sleep(Math.max(0, killedAt + LEASE_MS + 50 - Date.now())))
         assert.strictEqual(reason(yield* call), "Open")
         const info = yield* CircuitBreaker.state(b)
         assert.deepStrictEqual([info.state, info.probing, info.consecutiveOpenings], ["Open", 0, 2])

@@ -211,6 +211,72 @@ export const storeContract = <R>(setup: StoreSetup<R>): void => {
       }))
   })
 
+  describe("CircuitBreakerStore contract: a probe's lease (probeLeaseMs) runs out unless renewed", () => {
+    const p = policy({ openForMs: [1_000, 2_000], probeTimeoutMs: 60_000, probeLeaseMs: 100 })
+    const toHalfOpen = (store: CircuitBreakerStore.CircuitBreakerStore, q: Policy = p) =>
+      Effect.gen(function*() {
+        yield* store.record("k", q, admitted(yield* store.admit("k", q, 0)), "Failure", 0, 0)
+        return admitted(yield* store.admit("k", q, 1_000))
+      })
+    const renew = (store: CircuitBreakerStore.CircuitBreakerStore) => {
+      if (store.renew === undefined) return assert.fail("a shared store renews leases")
+      return store.renew
+    }
+
+    test("renew extends the lease from now; a lease that ran out is lost (after, not at, its end), long before probeTimeoutMs", () =>
+      Effect.gen(function*() {
+        const store = yield* makeStore
+        const probe = yield* toHalfOpen(store)
+        assert.isTrue(yield* renew(store)("k", p, probe, 1_050)) // lease to 1_150
+        assert.isTrue(yield* renew(store)("k", p, probe, 1_140)) // lease to 1_240
+        const atEnd = yield* store.read("k", p, 1_240)
+        assert.deepStrictEqual([atEnd.state, atEnd.probing, atEnd.transition], ["HalfOpen", 1, undefined])
+        assert.deepStrictEqual(yield* store.read("k", p, 1_241), {
+          state: "Open",
+          retryAfterMs: 2_000,
+          consecutiveOpenings: 2,
+          probing: 0,
+          transition: t("HalfOpen", "Open", 1_241)
+        })
+        // Lost is lost: neither a renewal nor the late report brings it back.
+        assert.isFalse(yield* renew(store)("k", p, probe, 1_242))
+        assert.strictEqual(yield* store.record("k", p, probe, "Success", 250, 1_250), undefined)
+      }))
+
+    test("a lease that ran out is noticed by admit, and a renewal that comes too late changes nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* makeStore
+        const probe = yield* toHalfOpen(store)
+        assert.isFalse(yield* renew(store)("k", p, probe, 1_101))
+        assert.strictEqual((yield* store.read("k", p, 1_101)).state, "Open")
+        const a = rejected(yield* store.admit("k", p, 1_102), "Open", 1_999)
+        assert.strictEqual(a.transition, undefined)
+      }))
+
+    test("renew of a permit that is not a running probe is false and changes nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* makeStore
+        assert.isFalse(yield* renew(store)("never-seen", p, 1, 0))
+        const closed = admitted(yield* store.admit("k", p, 0))
+        assert.isFalse(yield* renew(store)("k", p, closed, 1))
+        yield* store.record("k", p, closed, "Failure", 0, 2)
+        const probe = admitted(yield* store.admit("k", p, 1_002))
+        assert.isFalse(yield* renew(store)("k", p, closed, 1_003))
+        assert.isFalse(yield* renew(store)("k", p, probe + 1_000_000, 1_003))
+        assert.deepStrictEqual(yield* store.record("k", p, probe, "Success", 10, 1_012), t("HalfOpen", "Closed", 1_012))
+      }))
+
+    test("without probeLeaseMs a probe has no lease: renew is false, and only probeTimeoutMs loses it", () =>
+      Effect.gen(function*() {
+        const store = yield* makeStore
+        const q = policy({ openForMs: [1_000], probeTimeoutMs: 500 })
+        const probe = yield* toHalfOpen(store, q)
+        assert.isFalse(yield* renew(store)("k", q, probe, 1_010))
+        assert.strictEqual((yield* store.read("k", q, 1_500)).state, "HalfOpen")
+        assert.strictEqual((yield* store.read("k", q, 1_501)).state, "Open")
+      }))
+  })
+
   describe("CircuitBreakerStore contract: trip specs, slow probes, open times and the backoff count", () => {
     test("a probe slower than a SlowCalls spec's slowerThanMs reopens even when it succeeds; one at slowerThanMs closes", () =>
       Effect.gen(function*() {
@@ -329,6 +395,14 @@ const policies: ReadonlyArray<readonly [string, Policy]> = [
     successesToClose: 2,
     probeTimeoutMs: 500
   })],
+  ["consecutive(1), 2 probes with leases of 60 ms renewed at random", policy({
+    trips: [{ _tag: "Consecutive", failures: 1 }],
+    openForMs: [50, 120],
+    probes: 2,
+    successesToClose: 2,
+    probeTimeoutMs: 400,
+    probeLeaseMs: 60
+  })],
   ["slow calls over 6 calls and over 750 ms", policy({
     trips: [
       { _tag: "SlowCalls", slowerThanMs: 40, threshold: 0.5, minimumCalls: 3, windowCalls: 6, windowMs: undefined },
@@ -349,7 +423,7 @@ const policies: ReadonlyArray<readonly [string, Policy]> = [
  * store numbers its own).
  */
 export const differential = <R>(setup: StoreSetup<R>, options: { readonly seeds: number; readonly steps: number }): void => {
-  describe("the same decisions as the in-memory store on random sequences of admit, record, read and force", () => {
+  describe("the same decisions as the in-memory store on random sequences of admit, record, read, force and renew", () => {
     for (const [name, p] of policies) {
       setup.test(name, () =>
         Effect.gen(function*() {
@@ -366,6 +440,17 @@ export const differential = <R>(setup: StoreSetup<R>, options: { readonly seeds:
             for (let step = 0; step < options.steps; step++) {
               now += [0, 1, 5, 20, 45, 90, 160, 320][Math.floor(next() * 8)]
               const key = next() < 0.8 ? "a" : "b"
+              // With leases, running calls' leases are renewed now and then (probes' renewals say true).
+              if (p.probeLeaseMs !== undefined && running.length > 0 && next() < 0.3) {
+                const call = running[Math.floor(next() * running.length)]
+                log.push(`step ${step}: renew(${call.key}, +${now - T0})`)
+                same(
+                  yield* store.renew!(call.key, p, call.mine, now),
+                  yield* memory.renew!(call.key, p, call.theirs, now),
+                  `renew(${call.key}, +${now - T0})`
+                )
+                continue
+              }
               const roll = next()
               if (roll < 0.45) {
                 const [got, expected] = [yield* store.admit(key, p, now), yield* memory.admit(key, p, now)]

@@ -158,8 +158,8 @@ export class BulkheadFull extends Schema.TaggedError<BulkheadFull>()("BulkheadFu
 export const Options = Schema.Struct({
   name: Name,
   maxConcurrent: PositiveInt,
-  maxQueue: Schema.optionalKey(NonNegativeInt),
-  queueTimeout: Schema.optionalKey(DurationInput)
+  maxQueue: Schema.optional(NonNegativeInt),
+  queueTimeout: Schema.optional(DurationInput)
 })
 
 /**

@@ -248,16 +248,21 @@ export const Options = Schema.Struct({
     Schema.declare(isSchedule, { expected: "a Schedule" }),
     DurationInput
   ]),
-  halfOpen: Schema.optionalKey(Schema.Struct({
-    probes: Schema.optionalKey(PositiveInt),
-    successesToClose: Schema.optionalKey(PositiveInt),
-    probeTimeout: Schema.optionalKey(DurationInput)
+  halfOpen: Schema.optional(Schema.Struct({
+    probes: Schema.optional(PositiveInt),
+    successesToClose: Schema.optional(PositiveInt),
+    probeTimeout: Schema.optional(DurationInput),
+    probeLease: Schema.optional(DurationInput.check(
+      Schema.makeFilter((d: Duration.Duration) =>
+        Duration.toMillis(d) >= 1 ? undefined : `Expected a duration of at least 1 millisecond, got ${Duration.format(d)}`
+      )
+    ))
   })),
-  classify: Schema.optionalKey(Schema.declare(isFunction, { expected: "a function from Exit to Outcome" })),
-  keys: Schema.optionalKey(Schema.Struct({
+  classify: Schema.optional(Schema.declare(isFunction, { expected: "a function from Exit to Outcome" })),
+  keys: Schema.optional(Schema.Struct({
     maxKeys: PositiveInt,
-    idleTimeToLive: Schema.optionalKey(DurationInput),
-    exposeKeys: Schema.optionalKey(Schema.Boolean)
+    idleTimeToLive: Schema.optional(DurationInput),
+    exposeKeys: Schema.optional(Schema.Boolean)
   })),
   store: Schema.optional(Schema.declare(Store.isCircuitBreakerStore, {
     expected: "a CircuitBreakerStore (CircuitBreakerStore.memory or CircuitBreakerStore.make)"
@@ -291,6 +296,14 @@ export interface Options {
     readonly successesToClose?: number | undefined
     /** A probe running longer is lost and counts as a failure; default 1 minute. */
     readonly probeTimeout?: Duration.Input | undefined
+    /**
+     * With a shared store (Redis, SQLite): a probe holds a lease of this
+     * long, renewed every third of it while it runs, so that a probe whose
+     * process died is lost once its lease runs out rather than after
+     * `probeTimeout`. Default 10 seconds (at most `probeTimeout`). In-process
+     * stores need none: a probe cannot outlive its process there.
+     */
+    readonly probeLease?: Duration.Input | undefined
   } | undefined
   /** What an exit means; default: success is Success, failure and defect are Failure, interruption is Ignored. */
   readonly classify?: ((exit: Exit.Exit<unknown, unknown>) => Outcome) | undefined
@@ -466,6 +479,8 @@ class BreakerImpl {
   readonly counters = new internal.Counters()
   readonly name: string
   readonly policy: Store.Policy
+  /** The policy of the in-memory stand-in (`onStoreError: "local"`): no leases, nobody renews them there. */
+  readonly standInPolicy: Store.Policy
   readonly classify: (exit: Exit.Exit<unknown, unknown>) => Outcome
   readonly keyed: boolean
   readonly exposeKeys: boolean
@@ -496,6 +511,7 @@ class BreakerImpl {
   ) {
     this.name = name
     this.policy = policy
+    this.standInPolicy = policy.probeLeaseMs === undefined ? policy : { ...policy, probeLeaseMs: undefined }
     this.classify = classify
     this.keyed = keys !== undefined
     this.exposeKeys = keys?.exposeKeys ?? false
@@ -740,6 +756,41 @@ class BreakerImpl {
 
 
   /**
+   * Runs a probe while renewing its lease every third of it, so that the
+   * store tells a running probe from one whose process died. A renewal that
+   * says the probe is lost stops the renewals (the call goes on; its report
+   * will be stale).
+   */
+  private renewingProbe<A, E, R>(
+    self: Effect.Effect<A, E, R>,
+    key: string | undefined,
+    storeKey: string,
+    permit: number,
+    clock: Clock.Clock
+  ): Effect.Effect<A, E, R> {
+    const renew = this.store.renew!
+    const every = Math.max(1, Math.floor(this.policy.probeLeaseMs! / 3))
+    const loop: Effect.Effect<void> = Effect.sleep(every).pipe(
+      Effect.andThen(Effect.suspend(() => renew(storeKey, this.policy, permit, clock.currentTimeMillisUnsafe()))),
+      Effect.matchEffect({
+        onFailure: (error) => {
+          this.storeFailed(error, clock.currentTimeMillisUnsafe(), undefined, key)
+          return loop
+        },
+        onSuccess: (renewed) => {
+          if (!renewed) return Effect.void
+          this.counters.probeRenewals++
+          return loop
+        }
+      })
+    )
+    return Effect.flatMap(
+      Effect.forkChild(loop, { startImmediately: true }),
+      (renewal) => Effect.onExit(self, () => Fiber.interrupt(renewal))
+    )
+  }
+
+  /**
    * One call through a store's `Effect` operations (a remote store). Still
    * finalizer-first: the finalizer is on the stack before `admit` runs, and
    * `admit` runs uninterruptibly up to the moment its permit is kept, so an
@@ -800,6 +851,8 @@ class BreakerImpl {
             ? this.withoutStore(fiber, key, self, clock)
             : admission._tag === "Rejected"
             ? this.reject(fiber, key, admission.reason, admission.retryAfterMs)
+            : admission._tag === "Admitted" && admission.probe && this.policy.probeLeaseMs !== undefined
+            ? this.renewingProbe(self, key, storeKey, admission.permit, clock)
             : self
       ),
       (exit) => {
@@ -859,7 +912,7 @@ class BreakerImpl {
     self: Effect.Effect<A, E, R>,
     clock: Clock.Clock
   ): Effect.Effect<A, E | CircuitOpen, R> {
-    const circuit = this.fallback!.standIn.circuit(this.storeKey(key), this.policy, clock.currentTimeMillisUnsafe())
+    const circuit = this.fallback!.standIn.circuit(this.storeKey(key), this.standInPolicy, clock.currentTimeMillisUnsafe())
     const onTransition = this.transitionsOf(key)
     let permit = Store.PASS as number
     let startedAt = 0
@@ -971,7 +1024,7 @@ class BreakerImpl {
     const fallback = this.fallback!
     const standIn = fallback.mode === "local" ? fallback.standIn : undefined
     const onStandIn = (report: boolean) =>
-      standIn?.circuit(this.storeKey(key), this.policy, now).force(to, now, report ? this.transitionsOf(key) : noTransition)
+      standIn?.circuit(this.storeKey(key), this.standInPolicy, now).force(to, now, report ? this.transitionsOf(key) : noTransition)
     if (!fallback.healthy) {
       return Effect.sync(() => {
         onStandIn(true)
@@ -1092,21 +1145,30 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
       const openFor = decoded.openFor as Duration.Duration | Schedule.Schedule<unknown, unknown>
       return Effect.flatMap(openTimes(openFor, now), (openForMs) => {
         const trips = (Array.isArray(decoded.trip) ? decoded.trip : [decoded.trip]).map(toSpec)
+        const given = decoded.store as Store.CircuitBreakerStore | undefined
+        const probeTimeoutMs = decoded.halfOpen?.probeTimeout === undefined
+          ? 60_000
+          : Duration.toMillis(decoded.halfOpen.probeTimeout)
+        // Only a shared store that can renew leases gets them: in process, a probe cannot outlive its process.
+        const leased = given !== undefined && given.inProcess === undefined && given.renew !== undefined
         const policy: Store.Policy = {
           trips,
           openForMs,
           probes: decoded.halfOpen?.probes ?? 1,
           successesToClose: decoded.halfOpen?.successesToClose ?? 1,
-          probeTimeoutMs: decoded.halfOpen?.probeTimeout === undefined
-            ? 60_000
-            : Duration.toMillis(decoded.halfOpen.probeTimeout)
+          probeTimeoutMs,
+          probeLeaseMs: leased
+            ? Math.min(
+              probeTimeoutMs,
+              decoded.halfOpen?.probeLease === undefined ? 10_000 : Duration.toMillis(decoded.halfOpen.probeLease)
+            )
+            : undefined
         }
         const keys = decoded.keys === undefined ? undefined : {
           maxKeys: decoded.keys.maxKeys,
           idleTimeToLive: decoded.keys.idleTimeToLive ?? Duration.minutes(10),
           exposeKeys: decoded.keys.exposeKeys ?? false
         }
-        const given = decoded.store as Store.CircuitBreakerStore | undefined
         // A plain breaker's own store holds one circuit: no bound to keep, nothing to reclaim.
         const store = given ?? Store.memory(
           keys === undefined
@@ -1410,6 +1472,8 @@ export interface Snapshot {
   readonly rejected: Readonly<Record<CircuitOpen["reason"], number>>
   readonly transitions: number
   readonly openings: number
+  /** Leases of running probes renewed in a shared store (see `halfOpen.probeLease`). */
+  readonly probeRenewals: number
   /**
    * Live circuits: 1 for a plain breaker; for a keyed one, its circuits in an
    * in-process store, 0 with a store that has only `Effect` operations (the
@@ -1443,6 +1507,7 @@ export const stats = <I = never>(breaker: CircuitBreakerOrKey<I>): Effect.Effect
           rejected: { ...c.rejected },
           transitions: c.transitions,
           openings: c.openings,
+          probeRenewals: c.probeRenewals,
           circuits: impl.circuitCount(),
           reclaimed: impl.keyed && impl.local !== undefined ? impl.local.reclaimed() : 0,
           storeErrors: impl.fallback === undefined

@@ -30,11 +30,18 @@
  *   (new generation, no probe, no success; the transition is returned) and
  *   the call is a probe, as below.
  * - `HalfOpen`: if a running probe started more than `probeTimeoutMs`
+ *   before `now`, or (when the policy has `probeLeaseMs`) its lease ended
  *   before `now`, it is **lost**: the circuit opens (see *opening*) and the
  *   call is `Rejected` with reason `Open`. Otherwise, with `probes` probes
  *   running the call is `Rejected`, reason `ProbesBusy`, `retryAfterMs` 0;
  *   else it is `Admitted` as a probe with a permit of its own (a new
- *   generation), recorded with its start time.
+ *   generation), recorded with its start time and a lease ending
+ *   `probeLeaseMs` later.
+ *
+ * **`renew(key, policy, permit, now)`** (optional): if `permit` is a
+ * running probe that is not lost, its lease ends `probeLeaseMs` after `now`
+ * (`true`); otherwise `false`, and nothing changes (a lost probe is noticed
+ * by the next `admit`, `record` or `read`).
  *
  * **`record(key, policy, permit, outcome, elapsedMs, now)`**
  *
@@ -174,6 +181,12 @@ export interface Policy {
   readonly successesToClose: number
   /** A probe running longer than this is lost. */
   readonly probeTimeoutMs: number
+  /**
+   * A probe whose lease was not renewed for this long is lost too (its
+   * process died); `undefined`: probes have no lease, only `probeTimeoutMs`.
+   * Set by breakers on shared stores, which renew their probes' leases.
+   */
+  readonly probeLeaseMs?: number | undefined
 }
 
 /**
@@ -370,6 +383,13 @@ export interface CircuitBreakerStore {
   ) => Effect.Effect<Transition | undefined, StoreError>
   /** Reads a circuit (noticing a lost probe); creates nothing. */
   readonly read: (key: string, policy: Policy, now: number) => Effect.Effect<Reading, StoreError>
+  /**
+   * Extends the lease of a running probe to `probeLeaseMs` from `now`;
+   * `false` when `permit` is not a running probe, or it is lost already.
+   * Present on shared stores: the breaker then renews every probe's lease
+   * while it runs.
+   */
+  readonly renew?: ((key: string, policy: Policy, permit: number, now: number) => Effect.Effect<boolean, StoreError>) | undefined
   /** Manual control: isolate, disable, or reset to `Closed`. */
   readonly force: (
     key: string,
@@ -442,6 +462,7 @@ export const make = (operations: {
   readonly read: CircuitBreakerStore["read"]
   readonly force: CircuitBreakerStore["force"]
   readonly inProcess?: InProcess | undefined
+  readonly renew?: CircuitBreakerStore["renew"]
   readonly listen?: CircuitBreakerStore["listen"]
 }): CircuitBreakerStore => ({ [TypeId]: TypeId, ...operations })
 
@@ -485,6 +506,7 @@ export const memory = (options?: MemoryOptions): CircuitBreakerStore => {
       Effect.sync(() => store.record(key, policy, permit, outcome, elapsedMs, now)),
     read: (key, policy, now) => Effect.sync(() => store.read(key, policy, now)),
     force: (key, policy, to, now) => Effect.sync(() => store.force(key, policy, to, now)),
+    renew: (key, policy, permit, now) => Effect.sync(() => store.renew(key, policy, permit, now)),
     inProcess: store
   })
 }

@@ -82,11 +82,11 @@ export type KeyedBulkheadOrKey<I = never> = KeyedBulkhead | Context.Key<I, Keyed
 export const Options = Schema.Struct({
   name: Name,
   maxConcurrent: PositiveInt,
-  maxQueue: Schema.optionalKey(NonNegativeInt),
-  queueTimeout: Schema.optionalKey(DurationInput),
+  maxQueue: Schema.optional(NonNegativeInt),
+  queueTimeout: Schema.optional(DurationInput),
   maxKeys: PositiveInt,
-  idleTimeToLive: Schema.optionalKey(DurationInput),
-  exposeKeys: Schema.optionalKey(Schema.Boolean)
+  idleTimeToLive: Schema.optional(DurationInput),
+  exposeKeys: Schema.optional(Schema.Boolean)
 })
 
 /**

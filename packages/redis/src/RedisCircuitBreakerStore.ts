@@ -21,9 +21,11 @@
  *   one, and each probe has a permit of its own. A report whose permit is no
  *   longer current (a call admitted before a trip, a lost probe's late
  *   success) changes nothing, whichever process sends it.
- * - A half-open probe is leased for the policy's `probeTimeout`: a probe that
- *   has not reported by then (its process crashed or hangs) is lost, and the
- *   next operation on the circuit opens it again.
+ * - A half-open probe holds a lease (`halfOpen.probeLease`, default 10
+ *   seconds) that its breaker renews every third of it while the probe runs
+ *   (`renew`, one script call). A probe whose lease ran out (its process
+ *   crashed) or that ran longer than `halfOpen.probeTimeout` is lost, and
+ *   the next operation on the circuit opens it again.
  * - One hash per circuit, `<prefix>breaker:<name>` (plain breaker) or
  *   `<prefix>breaker:<name>:<key>` (keyed breaker); `prefix` default
  *   `"bulwark:"`. A circuit expires (`PEXPIRE`) once unused for
@@ -180,7 +182,8 @@ const policyJson = (policy: CircuitBreakerStore.Policy): string =>
     o: policy.openForMs,
     p: policy.probes,
     s: policy.successesToClose,
-    pt: policy.probeTimeoutMs
+    pt: policy.probeTimeoutMs,
+    pl: policy.probeLeaseMs
   })
 
 // -----------------------------------------------------------------------------
@@ -351,6 +354,9 @@ export const make = (
               transition
             })
           }),
+        renew: (key, policy, permit, now) =>
+          Effect.flatMap(call("renew", key, now, policy, [String(permit)]), (reply) =>
+            reply === 0 || reply === 1 ? Effect.succeed(reply === 1) : Effect.fail(unexpectedReply("renew", reply))),
         force: (key, policy, to, now) =>
           Effect.flatMap(call("force", key, now, policy, [letterOf[to]]), (reply) => {
             const transition = isReply(reply, 2) ? transitionOf(reply[0], reply[1], now) : null

@@ -24,11 +24,13 @@
  *   new one, and each probe has a permit of its own; a report whose permit
  *   is no longer current changes nothing, whichever process sends it. Ids
  *   never repeat for a key, even after its row was deleted and made again.
- * - **A probe left by a crashed process** is leased for the policy's
- *   `probeTimeout`: once it has run longer, the next decision of any
- *   process finds it lost and opens the circuit again (the probe is
- *   counted as a failure), so the circuit never stays half-open behind a
- *   probe that will never report.
+ * - **A probe left by a crashed process** is lost once its lease runs out:
+ *   the breaker renews a probe's lease (`halfOpen.probeLease`, default 10
+ *   seconds) every third of it while the probe runs, so a process that died
+ *   stops renewing, and the next decision of any process finds the probe
+ *   lost and opens the circuit again (the probe counts as a failure). A
+ *   probe that runs longer than `probeTimeout` is lost as well. The circuit
+ *   never stays half-open behind a probe that will never report.
  * - A circuit's row is deleted once unused for `idleTimeToLive` (default
  *   10 minutes), never before its open time, its backoff's reset or its
  *   probes' leases end; an isolated or disabled circuit is never deleted.
@@ -139,7 +141,7 @@ interface Stored {
   readonly expires_at: number
 }
 
-type Operation = "admit" | "record" | "read" | "force"
+type Operation = "admit" | "record" | "read" | "force" | "renew"
 
 /** What an operation does to a circuit, and what it answers for a key without one. */
 interface Step<A> {
@@ -263,6 +265,14 @@ const makeStore = (
         absent: () => fresh,
         uses: false,
         readFirst: true
+      }),
+    renew: (key, policy, permit, now) =>
+      decide(key, policy, now, {
+        operation: "renew",
+        run: (machine) => permit >= machine.row.f && machine.renew(permit),
+        absent: () => false,
+        uses: true,
+        readFirst: false
       }),
     force: (key, policy, to, now) =>
       decide(key, policy, now, {

@@ -2,7 +2,7 @@
  * A worker of test/sqlite/SqliteCircuitBreakerStore.test.ts: a process with
  * a `CircuitBreaker` named "shared" on the SQLite store of `FILE`
  * (consecutive(`TRIP`) failures, open for `OPEN_MS`, one probe, a probe
- * timeout of `PROBE_MS`).
+ * timeout of `PROBE_MS`, a probe lease of `LEASE_MS` when given).
  *
  * - mode `calls`: after "go", `FIBERS` fibers call through the breaker in a
  *   loop until `RUN_MS` have passed; each admitted call holds for `HOLD_MS`
@@ -10,8 +10,9 @@
  *   and tries again. The process reports every admitted call's start and
  *   end (wall clock, ms) and the rejections by reason.
  * - mode `probe`: one call, which never ends; the process reports
- *   "running" with its pid once the call has started, and waits to be
- *   killed (SIGKILL: nothing is reported to the store).
+ *   "running" with its pid once the call has started (renewing the probe's
+ *   lease while it lives), and waits to be killed (SIGKILL: nothing is
+ *   reported to the store, and the renewals stop).
  */
 import { CircuitBreaker, type CircuitOpen } from "@bulwark/core"
 import { SqliteCircuitBreakerStore } from "@bulwark/sqlite"
@@ -37,7 +38,11 @@ const program = Effect.gen(function*() {
     name: "shared",
     trip: CircuitBreaker.consecutive(env("TRIP")),
     openFor: env("OPEN_MS"),
-    halfOpen: { probes: 1, probeTimeout: env("PROBE_MS") },
+    halfOpen: {
+      probes: 1,
+      probeTimeout: env("PROBE_MS"),
+      probeLease: process.env.LEASE_MS === undefined ? undefined : env("LEASE_MS")
+    },
     store: yield* SqliteCircuitBreakerStore.make({ file: process.env.FILE!, lockTimeout: "2 seconds" }),
     // A failure of the file must show, not be papered over.
     onStoreError: "fail-closed"

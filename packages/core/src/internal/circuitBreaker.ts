@@ -28,6 +28,7 @@ export class Counters {
   readonly rejected: Record<Reason, number> = { Open: 0, ProbesBusy: 0, Isolated: 0, StoreUnavailable: 0 }
   transitions = 0
   openings = 0
+  probeRenewals = 0
   readonly hub = new EventHub<CircuitBreaker.Event>()
 }
 

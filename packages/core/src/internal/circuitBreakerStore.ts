@@ -163,6 +163,8 @@ export const openForOf = (policy: Store.Policy, opening: number): number => {
 interface Probe {
   readonly id: number
   readonly startedAt: number
+  /** The end of its lease (`probeLeaseMs` after its start or last renewal); `Infinity` without a lease. */
+  leaseUntil: number
 }
 
 /**
@@ -246,25 +248,43 @@ export class Circuit implements Store.LocalCircuit {
     // Each probe has its own permit, so that its outcome can be told apart
     // from the other probes' and from a lost probe's late report.
     const id = nextGeneration++
-    this.probes.push({ id, startedAt: now })
+    const lease = this.policy.probeLeaseMs
+    this.probes.push({ id, startedAt: now, leaseUntil: lease === undefined ? Infinity : now + lease })
     this.running++
     return id
   }
 
   /**
-   * A probe that outlived `probeTimeout` is lost: its caller crashed or hangs.
-   * It counts as a failure, so the circuit reopens instead of staying
-   * half-open behind a probe that will never report.
+   * A probe that outlived `probeTimeout`, or whose lease ran out without a
+   * renewal, is lost: its caller crashed or hangs. It counts as a failure,
+   * so the circuit reopens instead of staying half-open behind a probe that
+   * will never report.
    */
   private expireProbes(now: number): boolean {
-    const timeout = this.policy.probeTimeoutMs
     for (const probe of this.probes) {
-      if (now - probe.startedAt > timeout) {
+      if (this.isLost(probe, now)) {
         this.open(now)
         return true
       }
     }
     return false
+  }
+
+  private isLost(probe: Probe, now: number): boolean {
+    return now - probe.startedAt > this.policy.probeTimeoutMs || now > probe.leaseUntil
+  }
+
+  /**
+   * Extends the lease of the running probe `permit` to `probeLeaseMs` from
+   * `now`, unless it is lost already; changes nothing else.
+   */
+  renew(permit: number, now: number): boolean {
+    const lease = this.policy.probeLeaseMs
+    if (this.state !== "HalfOpen" || lease === undefined) return false
+    const probe = this.probes.find((p) => p.id === permit)
+    if (probe === undefined || this.isLost(probe, now)) return false
+    probe.leaseUntil = now + lease
+    return true
   }
 
   /**
@@ -552,6 +572,12 @@ export class MemoryStore implements Store.InProcess {
     const t = collect()
     circuit.record(permit, outcome, now - elapsedMs, stoppedAt(now), t.on)
     return t.get()
+  }
+
+  renew(key: string, _policy: Store.Policy, permit: number, now: number): boolean {
+    const circuit = this.circuits.get(key)
+    if (circuit === undefined || permit < circuit.firstGeneration) return false
+    return circuit.renew(permit, now)
   }
 
   read(key: string, _policy: Store.Policy, now: number): Store.Reading {

@@ -13,9 +13,11 @@ import * as Redis from "effect/persistence/Redis"
  *   belongs to a circuit the store has since dropped);
  * - `u` open until, `c` consecutive openings, `r` the time the backoff count
  *   resets, `l` the last open time, `q` probe successes;
- * - `p` the running probes, `id:start,id:start`: a probe's lease is its
- *   start plus `probeTimeoutMs`, checked by every operation (Redis 7.0 has no
- *   expiry per hash field), and the key never expires before a lease ends;
+ * - `p` the running probes, `id:start:lease,...`: a probe is lost once it
+ *   has run longer than `probeTimeoutMs` or its lease (the end of its last
+ *   renewal, `-1` for none) has passed, checked by every operation (Redis
+ *   7.0 has no expiry per hash field), and the key never expires before a
+ *   probe could still matter;
  * - per trip spec `i`: `k<i>` the streak (`Consecutive`); a count window as
  *   `cc<i>` calls, `ch<i>` hits, `cn<i>` the next slot and `cf<i>.<slot>`
  *   the slots that hold a hit; a time window as `te<i>` its bucket epoch,
@@ -31,7 +33,8 @@ import * as Redis from "effect/persistence/Redis"
  * 3 the policy (JSON), 4 the idle time to live (ms), 5 the expiry margin
  * (ms), 6 the channel transitions are published on (`""`: none), 7 the
  * calling store's id, then `record`: 8 permit, 9 outcome (`S`, `F`, `I`),
- * 10 elapsed ms; `force`: 8 the target state (`C`, `I`, `D`).
+ * 10 elapsed ms; `force`: 8 the target state (`C`, `I`, `D`); `renew`: 8
+ * the probe's permit.
  *
  * A transition is published as `origin|from|to|at|key` (state letters, the
  * script's clock, the full key), so that the breakers of other processes
@@ -75,8 +78,8 @@ if exists then
   g, n, f = tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
   u, c, r, l, q = tonumber(v[5]), tonumber(v[6]), tonumber(v[7]), tonumber(v[8]), tonumber(v[9])
   if v[10] and v[10] ~= "" then
-    for id, start in string.gmatch(v[10], "(%d+):(%-?%d+)") do
-      probes[#probes + 1] = { tonumber(id), tonumber(start) }
+    for id, start, lease in string.gmatch(v[10], "(%d+):(%-?%d+):(%-?%d+)") do
+      probes[#probes + 1] = { tonumber(id), tonumber(start), tonumber(lease) }
     end
   end
 end
@@ -232,7 +235,7 @@ end
 -- A probe that outlived its lease is lost: the circuit opens again.
 local function expireProbes(t)
   for _, probe in ipairs(probes) do
-    if t - probe[2] > P.pt then
+    if t - probe[2] > P.pt or (probe[3] >= 0 and t > probe[3]) then
       openCircuit(t)
       return true
     end
@@ -248,7 +251,7 @@ end
 
 local function encodeProbes()
   local parts = {}
-  for _, probe in ipairs(probes) do parts[#parts + 1] = fmt(probe[1]) .. ":" .. fmt(probe[2]) end
+  for _, probe in ipairs(probes) do parts[#parts + 1] = fmt(probe[1]) .. ":" .. fmt(probe[2]) .. ":" .. fmt(probe[3]) end
   return table.concat(parts, ",")
 end
 
@@ -316,7 +319,10 @@ if op == "admit" then
     else
       -- Each probe has its own permit: its outcome is told apart from the others' and from a lost probe's late report.
       permit = nextId()
-      probes[#probes + 1] = { permit, now }
+      -- A lease (renewed by the probe's process while it runs) tells a running probe from a dead process's.
+      local lease = -1
+      if P.pl then lease = now + P.pl end
+      probes[#probes + 1] = { permit, now, lease }
       probe = 1
       changed = true
     end
@@ -380,6 +386,22 @@ if op == "read" then
   announce()
   local w, wInf = infOf(retryAfter(now))
   return { st, w, wInf, c, #probes, from, to }
+end
+
+if op == "renew" then
+  local permit = tonumber(ARGV[8])
+  if not exists or permit < f or st ~= "H" or not P.pl then return 0 end
+  for _, probe in ipairs(probes) do
+    if probe[1] == permit then
+      -- A lost probe stays lost: the next admit, record or read notices it.
+      if now - probe[2] > P.pt or (probe[3] >= 0 and now > probe[3]) then return 0 end
+      probe[3] = now + P.pl
+      changed = true
+      persist()
+      return 1
+    end
+  end
+  return 0
 end
 
 if op == "force" then

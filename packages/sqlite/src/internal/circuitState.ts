@@ -45,8 +45,8 @@ export interface Row {
   l: number
   /** Probe successes. */
   q: number
-  /** Running probes: [permit, start]. */
-  probes: Array<[number, number]>
+  /** Running probes: [permit, start, end of lease (`-1`: no lease)]. */
+  probes: Array<[number, number, number]>
   /** The trip specs the counts were made for. */
   trips: string
   counts: Array<Count>
@@ -131,7 +131,7 @@ export const parse = (text: string, policy: Policy): Row | undefined => {
   if (typeof row !== "object" || row === null || !states.has(row.state)) return undefined
   const numbers = [row.g, row.n, row.f, row.u, row.c, row.r, row.l, row.q]
   if (!numbers.every(isNumber) || row.n <= row.g || row.f > row.g) return undefined
-  if (!Array.isArray(row.probes) || !row.probes.every((p) => Array.isArray(p) && p.length === 2 && p.every(isNumber))) {
+  if (!Array.isArray(row.probes) || !row.probes.every((p) => Array.isArray(p) && p.length === 3 && p.every(isNumber))) {
     return undefined
   }
   const trips = tripsOf(policy)
@@ -209,7 +209,9 @@ export class Machine {
     }
     // Each probe has its own permit: its outcome is told apart from the other probes' and from a lost probe's late report.
     const permit = this.nextId()
-    row.probes.push([permit, now])
+    // A lease (renewed by the probe's process while it runs) tells a running probe from a dead process's.
+    const lease = this.policy.probeLeaseMs
+    row.probes.push([permit, now, lease === undefined ? -1 : now + lease])
     this.changed = true
     return { _tag: "Admitted", permit, probe: true, transition: this.transition }
   }
@@ -313,15 +315,33 @@ export class Machine {
     }
   }
 
-  /** A probe that outlived its lease (its process crashed or hangs) is lost: the circuit opens again. */
+  /**
+   * A probe that ran longer than `probeTimeoutMs`, or whose lease ended
+   * without a renewal (its process died), is lost: the circuit opens again.
+   */
   private expireProbes(): boolean {
-    for (const [, start] of this.row.probes) {
-      if (this.now - start > this.policy.probeTimeoutMs) {
+    for (const probe of this.row.probes) {
+      if (this.isLost(probe)) {
         this.open()
         return true
       }
     }
     return false
+  }
+
+  private isLost([, start, lease]: [number, number, number]): boolean {
+    return this.now - start > this.policy.probeTimeoutMs || (lease >= 0 && this.now > lease)
+  }
+
+  /** Extends the lease of the running probe `permit`, unless it is lost already. */
+  renew(permit: number): boolean {
+    const lease = this.policy.probeLeaseMs
+    if (this.row.state !== "HalfOpen" || lease === undefined) return false
+    const probe = this.row.probes.find((p) => p[0] === permit)
+    if (probe === undefined || this.isLost(probe)) return false
+    probe[2] = this.now + lease
+    this.changed = true
+    return true
   }
 
   /** A probe that ends slower than a slowCalls policy allows is not a sign of health. */
