@@ -515,3 +515,41 @@ describe("CircuitBreaker: while the store is down it is asked once per second; e
       assert.strictEqual(yield* counter("bulwark.circuitbreaker.rejected", { name: "own", reason: "StoreUnavailable" }), undefined)
     })))
 })
+
+describe("OnStoreError rule: a store may declare the default; the primitive's own onStoreError wins", () => {
+  it.effect("a rate limiter and a breaker on stores that declare fail-closed reject without the option, and follow the option when given", () =>
+    Effect.gen(function*() {
+      const limiterStore = flakyLimiterStore()
+      const breakerStore = flakyBreakerStore()
+      const declared = {
+        limiter: RateLimiterStore.make({ ...limiterStore.store, onStoreError: "fail-closed" }),
+        breaker: CircuitBreakerStore.make({ ...breakerStore.store, onStoreError: "fail-closed" })
+      }
+      limiterStore.control.failing = "Unavailable"
+      breakerStore.control.failing = "Unavailable"
+      const algorithm = RateLimiter.fixedWindow({ limit: 10, window: "1 second" })
+      const limiter = yield* RateLimiter.make({ name: "declared", algorithm, store: declared.limiter })
+      const limiterOpen = yield* RateLimiter.make({ name: "own", algorithm, store: declared.limiter, onStoreError: "fail-open" })
+      const breaker = yield* CircuitBreaker.make({
+        name: "declared",
+        trip: CircuitBreaker.consecutive(1),
+        openFor: "1 second",
+        store: declared.breaker
+      })
+      const breakerOpen = yield* CircuitBreaker.make({
+        name: "own",
+        trip: CircuitBreaker.consecutive(1),
+        openFor: "1 second",
+        store: declared.breaker,
+        onStoreError: "fail-open"
+      })
+      assert.strictEqual((yield* Effect.flip(Effect.void.pipe(RateLimiter.guard(limiter)))).reason, "StoreUnavailable")
+      assert.strictEqual(yield* Effect.succeed("ran").pipe(RateLimiter.guard(limiterOpen)), "ran")
+      assert.strictEqual((yield* Effect.flip(Effect.void.pipe(CircuitBreaker.guard(breaker)))).reason, "StoreUnavailable")
+      assert.strictEqual(yield* Effect.succeed("ran").pipe(CircuitBreaker.guard(breakerOpen)), "ran")
+      // Without a declaration the default is "local": an in-memory stand-in decides.
+      const local = yield* RateLimiter.make({ name: "local", algorithm, store: limiterStore.store })
+      assert.strictEqual(yield* Effect.succeed("ran").pipe(RateLimiter.guard(local)), "ran")
+      assert.strictEqual((yield* RateLimiter.stats(local)).decidedWithoutStore, 1)
+    }))
+})

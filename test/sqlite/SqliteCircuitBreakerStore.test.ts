@@ -15,8 +15,8 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { it as vitest } from "vitest"
-import { CircuitBreaker, CircuitBreakerStore, type CircuitOpen, InvalidOptions } from "@bulwark/core"
-import { SqliteCircuitBreakerStore } from "@bulwark/sqlite"
+import { CircuitBreaker, CircuitBreakerStore, type CircuitOpen, DistributedBulkhead, InvalidOptions, RateLimiter } from "@bulwark/core"
+import { SqliteBulkheadStore, SqliteCircuitBreakerStore, SqliteRateLimiterStore } from "@bulwark/sqlite"
 import { Cause, Context, Effect, Exit, Layer, type Scope } from "effect"
 import { DatabaseSync } from "node:sqlite"
 import { admitted, differential, policy, type StoreSetup, storeContract, t } from "../support/circuitBreakerStoreContract.ts"
@@ -204,6 +204,31 @@ describe("SqliteCircuitBreakerStore", () => {
         assert.strictEqual(yield* store.record("k", two, permit, "Failure", 1, 3), undefined)
         assert.deepStrictEqual(yield* store.record("k", two, permit, "Failure", 1, 4), t("Closed", "Open", 4))
         assert.strictEqual((yield* store.read("k", three, 5)).state, "Open")
+      }).pipe(Effect.scoped))
+  })
+
+  describe("the SQLite stores make fail-open the default onStoreError: a command-line tool never hangs on its cache file", () => {
+    it.effect("a breaker, a limiter and a distributed bulkhead on a foreign file, without onStoreError: the call runs; with fail-closed: it is rejected", () =>
+      Effect.gen(function*() {
+        const file = files.next()
+        exec(file, "CREATE TABLE accounts (id INTEGER PRIMARY KEY)")
+        const breakers = yield* SqliteCircuitBreakerStore.make({ file })
+        const limiters = yield* SqliteRateLimiterStore.make({ file })
+        const bulkheads = yield* SqliteBulkheadStore.make({ file })
+        assert.deepStrictEqual([breakers.onStoreError, limiters.onStoreError, bulkheads.onStoreError], ["fail-open", "fail-open", "fail-open"])
+        const breaker = yield* CircuitBreaker.make({ name: "b", trip: CircuitBreaker.consecutive(1), openFor: "1 second", store: breakers })
+        const limiter = yield* RateLimiter.make({ name: "l", algorithm: RateLimiter.fixedWindow({ limit: 1, window: "1 hour" }), store: limiters })
+        const bulkhead = yield* DistributedBulkhead.make({ name: "d", maxConcurrent: 1, store: bulkheads })
+        assert.strictEqual(yield* Effect.succeed("ran").pipe(CircuitBreaker.guard(breaker)), "ran")
+        assert.strictEqual(yield* Effect.succeed("ran").pipe(RateLimiter.guard(limiter)), "ran")
+        assert.strictEqual(yield* Effect.succeed("ran").pipe(DistributedBulkhead.guard(bulkhead)), "ran")
+        const strict = yield* RateLimiter.make({
+          name: "strict",
+          algorithm: RateLimiter.fixedWindow({ limit: 1, window: "1 hour" }),
+          store: limiters,
+          onStoreError: "fail-closed"
+        })
+        assert.strictEqual((yield* Effect.flip(Effect.void.pipe(RateLimiter.guard(strict)))).reason, "StoreUnavailable")
       }).pipe(Effect.scoped))
   })
 

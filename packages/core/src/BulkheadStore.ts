@@ -59,7 +59,7 @@
  */
 import { Effect } from "effect"
 import * as internal from "./internal/bulkheadStore.ts"
-import type { StoreError } from "./Store.ts"
+import type { OnStoreError, StoreError } from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -142,6 +142,12 @@ export interface BulkheadStore {
   readonly release: (name: string, token: string, now: number) => Effect.Effect<boolean, StoreError>
   /** Slots and tickets held now. */
   readonly inspect: (name: string, now: number) => Effect.Effect<Occupancy, StoreError>
+  /**
+   * What a primitive on this store does when the store cannot decide, if
+   * the primitive's own `onStoreError` is not given (then `"local"`). A
+   * store for command-line tools says `"fail-open"`: never hang.
+   */
+  readonly onStoreError?: OnStoreError | undefined
 }
 
 /**
@@ -177,12 +183,14 @@ export const make = (operations: {
   readonly renew: BulkheadStore["renew"]
   readonly release: BulkheadStore["release"]
   readonly inspect: BulkheadStore["inspect"]
+  readonly onStoreError?: OnStoreError | undefined
 }): BulkheadStore => ({
   [TypeId]: TypeId,
   acquire: operations.acquire,
   renew: operations.renew,
   release: operations.release,
-  inspect: operations.inspect
+  inspect: operations.inspect,
+  ...(operations.onStoreError === undefined ? {} : { onStoreError: operations.onStoreError })
 })
 
 /**

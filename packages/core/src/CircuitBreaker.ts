@@ -326,7 +326,8 @@ export interface Options {
   /**
    * What a call does when a shared `store` cannot decide (unreachable, no
    * answer within its timeout, an error reply); an in-process store never
-   * fails. Default `"local"`.
+   * fails. Default: the one the store declares (the SQLite stores say
+   * `"fail-open"`), else `"local"`.
    *
    * - `"local"`: an in-memory breaker of the same policy (this process's
    *   own circuits, bounded like the breaker's own store) decides until the
@@ -1183,7 +1184,7 @@ export const make = (options: Options): Effect.Effect<CircuitBreaker, InvalidOpt
           store,
           given === undefined,
           now,
-          decoded.onStoreError ?? "local"
+          decoded.onStoreError ?? given?.onStoreError ?? "local"
         )
         const registrations = internal.registerMetrics(
           fiber.context,

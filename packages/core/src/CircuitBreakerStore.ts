@@ -126,7 +126,7 @@
 import { Duration, Effect, type Scope } from "effect"
 import type { Outcome, State } from "./CircuitBreaker.ts"
 import * as internal from "./internal/circuitBreakerStore.ts"
-import type { StoreError } from "./Store.ts"
+import type { OnStoreError, StoreError } from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -406,6 +406,12 @@ export interface CircuitBreakerStore {
    * disconnected), so the circuit's state stays the truth.
    */
   readonly listen?: ((onTransition: (transition: RemoteTransition) => void) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  /**
+   * What a primitive on this store does when the store cannot decide, if
+   * the primitive's own `onStoreError` is not given (then `"local"`). A
+   * store for command-line tools says `"fail-open"`: never hang.
+   */
+  readonly onStoreError?: OnStoreError | undefined
 }
 
 /**
@@ -464,6 +470,7 @@ export const make = (operations: {
   readonly inProcess?: InProcess | undefined
   readonly renew?: CircuitBreakerStore["renew"]
   readonly listen?: CircuitBreakerStore["listen"]
+  readonly onStoreError?: OnStoreError | undefined
 }): CircuitBreakerStore => ({ [TypeId]: TypeId, ...operations })
 
 /**

@@ -188,7 +188,7 @@ export interface Options {
   readonly queueTimeout?: Duration.Input | undefined
   /** The longest gap between two polls of a waiting call; default 100 milliseconds. */
   readonly pollInterval?: Duration.Input | undefined
-  /** What to do when the store cannot decide; default `"local"`. */
+  /** What to do when the store cannot decide; default: the one the store declares (SQLite: `"fail-open"`), else `"local"`. */
   readonly onStoreError?: OnStoreError | undefined
   /** The insurance bulkhead's cap in `"local"` mode, per process; default `maxConcurrent`. */
   readonly localMaxConcurrent?: number | undefined
@@ -265,7 +265,7 @@ export const make = (options: Options): Effect.Effect<DistributedBulkhead, Inval
         queueTimeoutMs: decoded.queueTimeout === undefined ? Infinity : Duration.toMillis(decoded.queueTimeout),
         leaseMs: decoded.lease === undefined ? defaultLeaseMs : Duration.toMillis(decoded.lease),
         pollMs: decoded.pollInterval === undefined ? defaultPollMs : Duration.toMillis(decoded.pollInterval),
-        onStoreError: decoded.onStoreError ?? "local",
+        onStoreError: decoded.onStoreError ?? decoded.store?.onStoreError ?? "local",
         localMaxConcurrent: decoded.localMaxConcurrent ?? decoded.maxConcurrent,
         store: decoded.store ?? BulkheadStore.memory()
       })

@@ -115,7 +115,7 @@ export interface Options {
   readonly maxWait?: Duration.Input | undefined
   /** Default: a fresh in-memory store owned by this limiter. A shared store keys state as `name:key`. */
   readonly store?: RateLimiterStore.RateLimiterStore | undefined
-  /** What a call does when a shared `store` cannot decide; default `"local"` (see `RateLimiter.Options`). */
+  /** What a call does when a shared `store` cannot decide; default: the store's declared one, else `"local"` (see `RateLimiter.Options`). */
   readonly onStoreError?: Store.OnStoreError | undefined
   /** Most keys with state at once. Required: an unbounded key space is a memory leak. */
   readonly maxKeys: number

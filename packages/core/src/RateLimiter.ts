@@ -349,7 +349,8 @@ export interface Options {
   /**
    * What a call does when a shared `store` cannot decide (unreachable, no
    * answer within its timeout, an error reply); an in-process store never
-   * fails. Default `"local"`.
+   * fails. Default: the one the store declares (the SQLite stores say
+   * `"fail-open"`), else `"local"`.
    *
    * - `"local"`: an in-memory limiter of the same options decides in this
    *   process until the store answers again. Limits hold per process: a

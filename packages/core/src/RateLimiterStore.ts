@@ -61,7 +61,7 @@
  */
 import { Effect } from "effect"
 import * as internal from "./internal/rateLimiterStore.ts"
-import type { StoreError } from "./Store.ts"
+import type { OnStoreError, StoreError } from "./Store.ts"
 
 /**
  * @since 0.1.0
@@ -173,6 +173,12 @@ export interface RateLimiterStore {
   readonly block: (key: string, algorithm: Algorithm, until: number, now: number) => Effect.Effect<void, StoreError>
   /** Present for in-process stores: the same operations, synchronous. */
   readonly inProcess?: InProcess | undefined
+  /**
+   * What a primitive on this store does when the store cannot decide, if
+   * the primitive's own `onStoreError` is not given (then `"local"`). A
+   * store for command-line tools says `"fail-open"`: never hang.
+   */
+  readonly onStoreError?: OnStoreError | undefined
 }
 
 /**
@@ -213,6 +219,7 @@ export const make = (operations: {
   readonly refund: RateLimiterStore["refund"]
   readonly block: RateLimiterStore["block"]
   readonly inProcess?: InProcess | undefined
+  readonly onStoreError?: OnStoreError | undefined
 }): RateLimiterStore => ({ [TypeId]: TypeId, ...operations })
 
 /**

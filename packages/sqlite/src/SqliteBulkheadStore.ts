@@ -285,6 +285,8 @@ const makeStore = (
     })
 
   return BulkheadStore.make({
+    // A command-line tool never hangs on its cache file: unless the primitive says otherwise, the call runs.
+    onStoreError: "fail-open",
     acquire: (request) => run("acquire", () => acquire(request)),
     renew: (name, token, leaseMs, now) =>
       run("renew", () =>

@@ -241,6 +241,8 @@ const makeStore = (
     }, toError(step.operation))
 
   return CircuitBreakerStore.make({
+    // A command-line tool never hangs on its cache file: unless the primitive says otherwise, the call runs.
+    onStoreError: "fail-open",
     admit: (key, policy, now) =>
       decide(key, policy, now, {
         operation: "admit",

@@ -151,6 +151,8 @@ const makeStore = (database: Database, lockMs: number, prefix: string): RateLimi
     })
 
   return RateLimiterStore.make({
+    // A command-line tool never hangs on its cache file: unless the primitive says otherwise, the call runs.
+    onStoreError: "fail-open",
     consume: (key, algorithm, cost, now, maxWait) =>
       attempt(() => {
         const k = prefix + key

@@ -89,6 +89,7 @@ export const settingsOf = (
     readonly algorithm: typeof Algorithm.Type
     readonly onExceeded?: "wait" | "fail" | undefined
     readonly maxWait?: Duration.Duration | undefined
+    readonly store?: Store.RateLimiterStore | undefined
     readonly onStoreError?: OnStoreError | undefined
   }
 ): Effect.Effect<Settings, InvalidOptions> => {
@@ -106,7 +107,7 @@ export const settingsOf = (
     algorithm: toStoreAlgorithm(decoded.algorithm),
     wait,
     maxWaitMs: wait ? (decoded.maxWait === undefined ? Infinity : Duration.toMillis(decoded.maxWait)) : 0,
-    onStoreError: decoded.onStoreError ?? "local"
+    onStoreError: decoded.onStoreError ?? decoded.store?.onStoreError ?? "local"
   })
 }
 
