@@ -4,7 +4,7 @@
  * rotating order with a full GC before each, and the figure is the median
  * ns per call.
  */
-import { Effect } from "effect"
+import { type Context, Effect } from "effect"
 import type { Goal, Row } from "./bulkhead.ts"
 
 export const median = (xs: ReadonlyArray<number>): number => {
@@ -67,3 +67,59 @@ export const goal = (text: string, value: number, limit: number, detail: string)
   withinNoise: value > limit && value <= limit * 1.05,
   detail
 })
+
+/** The element at quantile `p` (0 to 1) of sorted samples. */
+export const percentile = (sorted: ArrayLike<number>, p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+
+/** One subject of a latency run: an effect timed call by call. */
+export interface Subject {
+  readonly peer: string
+  readonly variant: string
+  readonly reference?: boolean
+  readonly run: Effect.Effect<unknown, unknown>
+}
+
+/**
+ * Latency: one fiber, one decision at a time, each timed; `rounds` rounds
+ * of `calls` calls rotate across subjects (a full GC before each), after a
+ * first round that warms up the connections, the scripts and the JIT. The
+ * figure is the median of all samples in microseconds, and `extra` their
+ * p99.
+ */
+export const latency = async (
+  subjects: ReadonlyArray<Subject>,
+  options: { readonly rounds: number; readonly calls: number; readonly context?: Context.Context<never> }
+): Promise<Array<Row>> => {
+  const samples = subjects.map(() => [] as Array<number>)
+  for (let round = 0; round < options.rounds + 1; round++) {
+    for (let k = 0; k < subjects.length; k++) {
+      const i = (k + round) % subjects.length
+      const run = subjects[i].run
+      const times = samples[i]
+      gc()
+      const loop = Effect.gen(function*() {
+        for (let c = 0; c < options.calls; c++) {
+          const start = performance.now()
+          yield* run
+          if (round > 0) times.push((performance.now() - start) * 1000)
+        }
+      })
+      await Effect.runPromise(options.context === undefined ? loop : loop.pipe(Effect.provideContext(options.context)))
+    }
+  }
+  return subjects.map((s, i) => {
+    const sorted = samples[i].sort((a, b) => a - b)
+    const p50 = median(sorted)
+    return {
+      peer: s.peer,
+      variant: s.variant,
+      value: p50,
+      min: p50,
+      max: p50,
+      rounds: options.rounds,
+      extra: percentile(sorted, 0.99),
+      ...(s.reference === true ? { reference: true } : {})
+    }
+  })
+}

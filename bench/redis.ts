@@ -29,7 +29,7 @@ import { existsSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
 import { delimiter, join } from "node:path"
 import type { Goal, Row, ScenarioResult, Table } from "./bulkhead.ts"
-import { fmt, gc, median } from "./harness.ts"
+import { fmt, gc, latency, type Subject } from "./harness.ts"
 
 // -----------------------------------------------------------------------------
 // a redis-server of the suite's own
@@ -146,59 +146,10 @@ const delta = (before: Map<string, number>, after: Map<string, number>, command:
 // -----------------------------------------------------------------------------
 
 /** A decision to time: one round of `run` is one decision (or one guarded call). */
-interface Subject {
-  readonly peer: string
-  readonly variant: string
-  readonly reference?: boolean
-  readonly run: Effect.Effect<unknown, unknown>
-}
-
 const LATENCY_ROUNDS = 5
 const LATENCY_CALLS = 1_000
 const THROUGHPUT_CALLS = 20_000
 const FIBERS = 64
-
-const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
-
-/**
- * Latency: one fiber, one decision at a time, each timed; rounds rotate
- * across subjects (a full GC before each). The median and the p99 of all
- * samples, in microseconds.
- */
-const latency = async (subjects: ReadonlyArray<Subject>, context: Context.Context<never>): Promise<Array<Row>> => {
-  const samples = subjects.map(() => [] as Array<number>)
-  for (let round = 0; round < LATENCY_ROUNDS + 1; round++) {
-    for (let k = 0; k < subjects.length; k++) {
-      const i = (k + round) % subjects.length
-      const run = subjects[i].run
-      const times = samples[i]
-      gc()
-      await Effect.runPromise(Effect.gen(function*() {
-        for (let c = 0; c < LATENCY_CALLS; c++) {
-          const start = performance.now()
-          yield* run
-          // The first round warms up the connection, the scripts and the JIT.
-          if (round > 0) times.push((performance.now() - start) * 1000)
-        }
-      }).pipe(Effect.provideContext(context)))
-    }
-  }
-  return subjects.map((s, i) => {
-    const sorted = samples[i].sort((a, b) => a - b)
-    const p50 = median(sorted)
-    return {
-      peer: s.peer,
-      variant: s.variant,
-      value: p50,
-      min: p50,
-      max: p50,
-      rounds: LATENCY_ROUNDS,
-      extra: percentile(sorted, 0.99),
-      ...(s.reference === true ? { reference: true } : {})
-    }
-  })
-}
 
 /**
  * Throughput: `FIBERS` fibers share one connection (node-redis pipelines
@@ -330,7 +281,7 @@ export const rateLimiter = async (): Promise<ScenarioResult> => {
       { peer: "(reference)", variant: "EVALSHA of `return 1` (the round trip alone)", reference: true, run: ping() },
       { peer: "(reference)", variant: "Bulwark token bucket, in-memory store", reference: true, run: guard(memory) }
     ]
-    const latencyRows = await latency(subjects, env.context)
+    const latencyRows = await latency(subjects, { rounds: LATENCY_ROUNDS, calls: LATENCY_CALLS, context: env.context })
     const throughputRows = await throughput(subjects.slice(0, 5), env.context, env.server.port)
     // Round trips, exactly: every command the client sent for 500 decisions.
     const sample = await monitored(env.server.port, () =>
@@ -412,7 +363,7 @@ export const circuitBreaker = async (): Promise<ScenarioResult> => {
       { peer: "(reference)", variant: "EVALSHA of `return 1` (the round trip alone)", reference: true, run: ping() },
       { peer: "(reference)", variant: "Bulwark closed, in-memory store", reference: true, run: Effect.void.pipe(CircuitBreaker.guard(memory)) }
     ]
-    const latencyRows = await latency(subjects, env.context)
+    const latencyRows = await latency(subjects, { rounds: LATENCY_ROUNDS, calls: LATENCY_CALLS, context: env.context })
     const throughputRows = await throughput(subjects.slice(0, 4), env.context, env.server.port)
     const sample = await monitored(env.server.port, () =>
       Effect.runPromise(Effect.gen(function*() {

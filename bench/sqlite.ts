@@ -51,7 +51,7 @@ import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
 import type { Goal, Row, ScenarioResult, Table } from "./bulkhead.ts"
-import { fmt, gc, goal, median } from "./harness.ts"
+import { fmt, goal, latency as latencyOf, percentile, type Subject } from "./harness.ts"
 import type { Report } from "./sqlite-worker.ts"
 
 // -----------------------------------------------------------------------------
@@ -59,56 +59,8 @@ import type { Report } from "./sqlite-worker.ts"
 // -----------------------------------------------------------------------------
 
 /** One decision (or one guarded call). */
-interface Subject {
-  readonly peer: string
-  readonly variant: string
-  readonly reference?: boolean
-  readonly run: Effect.Effect<unknown, unknown>
-}
-
 const LATENCY_ROUNDS = 5
 const LATENCY_CALLS = 1_000
-
-const percentile = (sorted: ArrayLike<number>, p: number): number =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
-
-/**
- * Latency: one fiber, one decision at a time, each timed; rounds rotate
- * across subjects (a full GC before each), the first one a warm-up. The
- * median and the p99 of all samples, in microseconds.
- */
-const latency = async (subjects: ReadonlyArray<Subject>): Promise<Array<Row>> => {
-  const samples = subjects.map(() => [] as Array<number>)
-  for (let round = 0; round < LATENCY_ROUNDS + 1; round++) {
-    for (let k = 0; k < subjects.length; k++) {
-      const i = (k + round) % subjects.length
-      const run = subjects[i].run
-      const times = samples[i]
-      gc()
-      await Effect.runPromise(Effect.gen(function*() {
-        for (let c = 0; c < LATENCY_CALLS; c++) {
-          const start = performance.now()
-          yield* run
-          if (round > 0) times.push((performance.now() - start) * 1000)
-        }
-      }))
-    }
-  }
-  return subjects.map((s, i) => {
-    const sorted = samples[i].sort((a, b) => a - b)
-    const p50 = median(sorted)
-    return {
-      peer: s.peer,
-      variant: s.variant,
-      value: p50,
-      min: p50,
-      max: p50,
-      rounds: LATENCY_ROUNDS,
-      extra: percentile(sorted, 0.99),
-      ...(s.reference === true ? { reference: true } : {})
-    }
-  })
-}
 
 /** A fresh directory under the system's temporary directory, removed by `remove`. */
 const temporaryDirectory = () => {
@@ -257,7 +209,7 @@ export const decisionLatency = async (): Promise<ScenarioResult> => {
     ]
 
     const groups = [limiterSubjects, breakerSubjects, idempotencySubjects, bulkheadSubjects]
-    const rows = await latency([...floors, ...groups.flat()])
+    const rows = await latencyOf([...floors, ...groups.flat()], { rounds: LATENCY_ROUNDS, calls: LATENCY_CALLS })
     const floorRows = rows.slice(0, floors.length)
     const [readFloor, writeFloor] = floorRows.map((r) => r.value)
     let at = floors.length
