@@ -11,7 +11,18 @@
  * and fails with `ConfigError` or `InvalidOptions` as typed errors.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Bulkhead, CircuitBreaker, InvalidOptions, Policy, RateLimiter, Retry } from "@bulwark/core"
+import {
+  Bulkhead,
+  CircuitBreaker,
+  CircuitBreakerStore,
+  type CircuitOpen,
+  InvalidOptions,
+  Policy,
+  RateLimiter,
+  RateLimiterStore,
+  Retry,
+  StoreError
+} from "@bulwark/core"
 import { Cause, Clock, Config, ConfigProvider, Context, Data, Duration, Effect, Exit, Fiber, Latch, Ref } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -726,5 +737,66 @@ describe("Policy.layerConfig rule: a working policy from configuration, or a typ
       assert.strictEqual(out[0], "from cache")
       assert.strictEqual(yield* Ref.get(attempts), 1)
       assert.strictEqual(out[1].fallbacks.Error, 1)
+    }))
+})
+
+describe("Policy.fromSettings rule: shared stores come from code (SettingsExtras.stores); onStoreError and probeLease from settings", () => {
+  /** memory()'s operations only, failing every operation while `down`: a shared store that is unreachable. */
+  const unreachable = () => {
+    const down = (operation: string) =>
+      Effect.fail(new StoreError({ store: "test", operation, reason: "Unavailable", message: "down" }))
+    return {
+      breaker: CircuitBreakerStore.make({
+        admit: () => down("admit"),
+        record: () => down("record"),
+        read: () => down("read"),
+        force: () => down("force"),
+        renew: () => down("renew")
+      }),
+      limiter: RateLimiterStore.make({
+        consume: () => down("consume"),
+        refund: () => down("refund"),
+        block: () => down("block")
+      })
+    }
+  }
+
+  it.effect("PAYMENTS_BREAKER_ON_STORE_ERROR, PAYMENTS_BREAKER_PROBE_LEASE and PAYMENTS_LIMITER_ON_STORE_ERROR are read, and the primitives on the stores follow them", () =>
+    Effect.gen(function*() {
+      const provider = env({
+        PAYMENTS_BREAKER_CONSECUTIVE_FAILURES: "3",
+        PAYMENTS_BREAKER_OPEN_FOR: "10 seconds",
+        PAYMENTS_BREAKER_PROBE_LEASE: "2 seconds",
+        PAYMENTS_BREAKER_ON_STORE_ERROR: "fail-closed",
+        PAYMENTS_LIMITER_ALGORITHM: "fixed-window",
+        PAYMENTS_LIMITER_LIMIT: "10",
+        PAYMENTS_LIMITER_PER: "1 second",
+        PAYMENTS_LIMITER_ON_STORE_ERROR: "fail-open"
+      })
+      const settings = yield* read(provider)
+      assert.deepStrictEqual(
+        [settings.breaker?.onStoreError, plain(settings.breaker?.probeLease), settings.limiter?.onStoreError],
+        ["fail-closed", { ms: 2000 }, "fail-open"]
+      )
+      const stores = unreachable()
+      const policy = yield* Policy.fromSettings("payments", settings, { stores })
+      // The limiter lets the call through (fail-open); the breaker, checked last, rejects it (fail-closed).
+      const exit = yield* Effect.exit(Effect.succeed("ran").pipe(Policy.guard(policy)))
+      const error = typedError(exit) as CircuitOpen
+      assert.deepStrictEqual([error._tag, error.reason], ["CircuitOpen", "StoreUnavailable"])
+      assert.strictEqual(policy.components.circuitBreaker?.impl.policy.probeLeaseMs, 2000)
+      assert.strictEqual((yield* RateLimiter.stats(policy.components.rateLimiter!)).decidedWithoutStore, 1)
+    }))
+
+  it.effect("a bad onStoreError is a ConfigError naming the key and the choices", () =>
+    Effect.gen(function*() {
+      const message = yield* readError(env({
+        PAYMENTS_LIMITER_ALGORITHM: "gcra",
+        PAYMENTS_LIMITER_LIMIT: "10",
+        PAYMENTS_LIMITER_PER: "1 second",
+        PAYMENTS_LIMITER_ON_STORE_ERROR: "retry"
+      }))
+      assert.include(message, `at ["payments"]["limiter"]["onStoreError"]`)
+      assert.include(message, "fail-open")
     }))
 })

@@ -62,6 +62,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import * as Bulkhead from "./Bulkhead.ts"
 import * as CircuitBreaker from "./CircuitBreaker.ts"
+import type * as CircuitBreakerStore from "./CircuitBreakerStore.ts"
 import * as Hedge from "./Hedge.ts"
 import { EventHub } from "./internal/events.ts"
 import { Deadline } from "./internal/retry.ts"
@@ -69,7 +70,9 @@ import * as tracing from "./internal/tracing.ts"
 import { pullCounter } from "./internal/metrics.ts"
 import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
 import { InvalidOptions } from "./InvalidOptions.ts"
+import { OnStoreError } from "./Store.ts"
 import * as RateLimiter from "./RateLimiter.ts"
+import type * as RateLimiterStore from "./RateLimiterStore.ts"
 import * as Retry from "./Retry.ts"
 import * as Timeout from "./Timeout.ts"
 
@@ -1258,7 +1261,11 @@ export const Settings = Schema.Struct({
       openFor: PositiveDurationText,
       probes: Schema.optionalKey(PositiveInt),
       successesToClose: Schema.optionalKey(PositiveInt),
-      probeTimeout: Schema.optionalKey(PositiveDurationText)
+      probeTimeout: Schema.optionalKey(PositiveDurationText),
+      /** With a shared store from code (`SettingsExtras.stores`): the probe's lease. */
+      probeLease: Schema.optionalKey(PositiveDurationText),
+      /** With a shared store from code: what a call does when the store cannot decide. */
+      onStoreError: Schema.optionalKey(OnStoreError)
     }).check(breakerTrips)
   ),
   limiter: Schema.optionalKey(Schema.Struct({
@@ -1269,7 +1276,9 @@ export const Settings = Schema.Struct({
     /** Token bucket capacity or GCRA burst; default `limit` (bucket) or 1 (GCRA). */
     burst: Schema.optionalKey(PositiveInt),
     onExceeded: Schema.optionalKey(Schema.Literals(["wait", "fail"])),
-    maxWait: Schema.optionalKey(DurationText)
+    maxWait: Schema.optionalKey(DurationText),
+    /** With a shared store from code (`SettingsExtras.stores`): what a call does when the store cannot decide. */
+    onStoreError: Schema.optionalKey(OnStoreError)
   }).check(burstFits)),
   hedge: Schema.optionalKey(Schema.Struct({
     after: PositiveDurationText,
@@ -1320,6 +1329,15 @@ export interface SettingsExtras<F extends FallbackInput | undefined = undefined>
   readonly fallback?: F
   /** Only for `retry`: which typed failures to retry. */
   readonly retryWhile?: ((error: unknown) => boolean) | undefined
+  /**
+   * Shared stores for the primitives the settings make (Redis, SQLite):
+   * their state then lives there, and the sections' `onStoreError` (and the
+   * breaker's `probeLease`) apply.
+   */
+  readonly stores?: {
+    readonly breaker?: CircuitBreakerStore.CircuitBreakerStore | undefined
+    readonly limiter?: RateLimiterStore.RateLimiterStore | undefined
+  } | undefined
 }
 
 type FromSettings<F> = Policy<Rejection, ServicesOf<{ fallback: F }>, FallbackOf<{ fallback: F }>>
@@ -1367,8 +1385,11 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
       halfOpen: {
         ...(b.probes === undefined ? {} : { probes: b.probes }),
         ...(b.successesToClose === undefined ? {} : { successesToClose: b.successesToClose }),
-        ...(b.probeTimeout === undefined ? {} : { probeTimeout: b.probeTimeout })
-      }
+        ...(b.probeTimeout === undefined ? {} : { probeTimeout: b.probeTimeout }),
+        ...(b.probeLease === undefined ? {} : { probeLease: b.probeLease })
+      },
+      store: extras?.stores?.breaker,
+      onStoreError: b.onStoreError
     })
     const rl = s.limiter
     const rateLimiter = rl === undefined ? undefined : yield* RateLimiter.make({
@@ -1381,7 +1402,9 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
         ? RateLimiter.fixedWindow({ limit: rl.limit, window: rl.per })
         : RateLimiter.slidingWindow({ limit: rl.limit, window: rl.per }),
       ...(rl.onExceeded === undefined ? {} : { onExceeded: rl.onExceeded }),
-      ...(rl.maxWait === undefined ? {} : { maxWait: rl.maxWait })
+      ...(rl.maxWait === undefined ? {} : { maxWait: rl.maxWait }),
+      store: extras?.stores?.limiter,
+      onStoreError: rl.onStoreError
     })
     const r = s.retry
     const retry = r === undefined ? undefined : Retry.policy({
