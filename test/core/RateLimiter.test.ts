@@ -997,6 +997,8 @@ interface Entry {
   readonly id: number
   readonly time: number
   readonly cost: number
+  /** GCRA: the theoretical time the call was charged at, scaled by the rate (ms * rate, an integer). */
+  readonly charged?: number
 }
 
 const limitOf = (a: Algorithm): number =>
@@ -1023,22 +1025,8 @@ const fits = (a: Algorithm, log: ReadonlyArray<Entry>, s: number, cost: number):
       refillTo(s)
       return tokens >= cost
     }
-    case "Gcra": {
-      // A bucket of `burst` refilled continuously at rate/per; levels scaled by `per` to stay integral.
-      const cap = a.burst * a.perMillis
-      let level = cap
-      let last = log.length === 0 ? s : log[0].time
-      const refillTo = (t: number) => {
-        level = Math.min(cap, level + (t - last) * a.rate)
-        last = t
-      }
-      for (const e of log) {
-        refillTo(e.time)
-        level -= e.cost * a.perMillis
-      }
-      refillTo(s)
-      return level >= cost * a.perMillis
-    }
+    case "Gcra":
+      return gcraCharge(a, log, s, cost) === s * a.rate
     case "FixedWindow": {
       const window = Math.floor(s / a.windowMillis)
       let used = 0
@@ -1053,9 +1041,35 @@ const fits = (a: Algorithm, log: ReadonlyArray<Entry>, s: number, cost: number):
   }
 }
 
+/**
+ * GCRA as a bucket of `burst` refilled continuously at rate/per, in time
+ * scaled by the rate (1 unit = 1/rate ms) so that every level and time is an
+ * integer: the earliest theoretical time at or after `from` (ms) at which a
+ * call of `cost` fits, given the calls charged so far at their theoretical
+ * times. The call's slot is that time rounded up to a whole millisecond,
+ * but it is charged at the theoretical time: the rounding never accumulates.
+ */
+const gcraCharge = (a: Extract<Algorithm, { _tag: "Gcra" }>, log: ReadonlyArray<Entry>, from: number, cost: number): number => {
+  const cap = a.burst * a.perMillis
+  let level = cap
+  let last = -Infinity
+  for (const e of log) {
+    const t = e.charged!
+    level = last === -Infinity ? cap : Math.min(cap, level + (t - last))
+    level -= e.cost * a.perMillis
+    last = t
+  }
+  const start = from * a.rate
+  const need = cost * a.perMillis
+  if (last === -Infinity) return start
+  const atStart = Math.min(cap, level + (start - last))
+  return atStart >= need ? start : last + (need - level)
+}
+
 /** The earliest millisecond at or after `from` at which the call fits. */
 const earliest = (a: Algorithm, log: ReadonlyArray<Entry>, from: number, cost: number): number => {
   if (cost > limitOf(a)) return Infinity
+  if (a._tag === "Gcra") return Math.ceil(gcraCharge(a, log, from, cost) / a.rate)
   let s = from
   for (let guard = 0; guard < 1_000_000; guard++) {
     if (fits(a, log, s, cost)) return s
@@ -1095,8 +1109,19 @@ class Model {
   }
 
   private lowerBound(now: number): number {
-    const last = this.log.length === 0 ? -Infinity : this.log[this.log.length - 1].time
+    // GCRA needs no floor from the last slot: its theoretical times only grow, and so do their slots.
+    const last = this.log.length === 0 || this.a._tag === "Gcra" ? -Infinity : this.log[this.log.length - 1].time
     return Math.max(now, last, this.blockedUntil)
+  }
+
+  /** Plans a call: its slot, and the log entry that charges it. */
+  private plan(id: number, cost: number, now: number): Entry {
+    const from = this.lowerBound(now)
+    const slot = earliest(this.a, this.log, from, cost)
+    const a = this.a
+    return a._tag === "Gcra" && slot !== Infinity
+      ? { id, time: slot, cost, charged: gcraCharge(a, this.log, from, cost) }
+      : { id, time: slot, cost }
   }
 
   arrive(id: number, cost: number, now: number): void {
@@ -1104,13 +1129,14 @@ class Model {
       this.outcomes.set(id, { _tag: "Rejected", reason: "Exceeded", retryAfter: Infinity })
       return
     }
-    const slot = earliest(this.a, this.log, this.lowerBound(now), cost)
+    const entry = this.plan(id, cost, now)
+    const slot = entry.time
     if (slot - now > this.maxWait) {
       const reason = this.blockedUntil - now > this.maxWait ? "Blocked" : this.wait ? "WaitTooLong" : "Exceeded"
       this.outcomes.set(id, { _tag: "Rejected", reason, retryAfter: slot - now })
       return
     }
-    this.log.push({ id, time: slot, cost })
+    this.log.push(entry)
     if (slot <= now) this.outcomes.set(id, { _tag: "Admitted", at: now })
     else this.waiters.push({ id, cost, deadline: now + this.maxWait, slot })
   }
@@ -1135,10 +1161,10 @@ class Model {
     const [gone, ...behind] = this.withdraw(index)
     this.outcomes.set(gone.id, { _tag: "Interrupted" })
     for (const w of behind) {
-      const slot = earliest(this.a, this.log, this.lowerBound(now), w.cost)
-      if (slot > w.slot) throw new Error("model: a waiter moved later after a reservation was returned")
-      w.slot = slot
-      this.log.push({ id: w.id, time: slot, cost: w.cost })
+      const entry = this.plan(w.id, w.cost, now)
+      if (entry.time > w.slot) throw new Error("model: a waiter moved later after a reservation was returned")
+      w.slot = entry.time
+      this.log.push(entry)
       this.waiters.push(w)
     }
     this.advance(now)
@@ -1147,13 +1173,13 @@ class Model {
   block(until: number, now: number): void {
     this.blockedUntil = Math.max(this.blockedUntil, until)
     for (const w of this.withdraw(0)) {
-      const slot = earliest(this.a, this.log, this.lowerBound(now), w.cost)
-      if (slot > w.deadline) {
-        this.outcomes.set(w.id, { _tag: "Rejected", reason: "Blocked", retryAfter: slot - now })
+      const entry = this.plan(w.id, w.cost, now)
+      if (entry.time > w.deadline) {
+        this.outcomes.set(w.id, { _tag: "Rejected", reason: "Blocked", retryAfter: entry.time - now })
         continue
       }
-      w.slot = slot
-      this.log.push({ id: w.id, time: slot, cost: w.cost })
+      w.slot = entry.time
+      this.log.push(entry)
       this.waiters.push(w)
     }
     this.advance(now)
@@ -1176,7 +1202,8 @@ const checkGuarantee = (a: Algorithm, admitted: ReadonlyArray<Entry>): void => {
           break
         }
         case "Gcra":
-          assert.isAtMost(sumIn(lo, hi, false) * a.perMillis, a.burst * a.perMillis + (hi - lo) * a.rate, `GCRA over [${lo}, ${hi}]`)
+          // Each slot is its theoretical time rounded up to a whole millisecond: at most 1 ms of slack.
+          assert.isAtMost(sumIn(lo, hi, false) * a.perMillis, a.burst * a.perMillis + (hi - lo + 1) * a.rate, `GCRA over [${lo}, ${hi}]`)
           break
         case "FixedWindow":
           if (Math.floor(lo / a.windowMillis) === Math.floor(hi / a.windowMillis)) {
@@ -1516,4 +1543,27 @@ describe("RateLimiter regressions", () => {
         assert.deepStrictEqual([s.admitted, s.admittedAfterWait, s.waiting], [3, 1, 0])
       }))
   }
+})
+
+describe("RateLimiter rule: GCRA's rate is exact when its spacing is not a whole number of milliseconds", () => {
+  it.effect("400 per second (one every 2.5 ms), 1,000 waiting callers: 400 start in each second, each at its exact time rounded up", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make({
+        name: "gcra-400",
+        algorithm: RateLimiter.gcra({ rate: 400, per: "1 second" }),
+        onExceeded: "wait"
+      })
+      const t0 = yield* Clock.currentTimeMillis
+      const starts: Array<number> = []
+      const fibers = []
+      for (let i = 0; i < 1_000; i++) {
+        fibers.push(yield* Effect.forkChild(Effect.clockWith((clock) => Effect.sync(() => void starts.push(clock.currentTimeMillisUnsafe() - t0))).pipe(RateLimiter.guard(limiter)), { startImmediately: true }))
+      }
+      yield* TestClock.adjust("3 seconds")
+      for (const f of fibers) yield* Fiber.join(f)
+      assert.strictEqual(starts.filter((t) => t < 1000).length, 400)
+      assert.strictEqual(starts.filter((t) => t >= 1000 && t < 2000).length, 400)
+      assert.deepStrictEqual(starts.slice(0, 6), [0, 3, 5, 8, 10, 13])
+      assert.deepStrictEqual(starts.map((t, i) => t - Math.ceil(i * 2.5)).filter((d) => d !== 0), [])
+    }))
 })

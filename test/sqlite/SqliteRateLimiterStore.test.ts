@@ -325,11 +325,10 @@ describe("SqliteRateLimiterStore", () => {
         readonly rejected: Record<string, number>
       }
 
-    vitest("4 processes, 64 waiting callers each, on a limit of 500 per second: the slots given hold the rate within 1%, and every call starts in its slot", async () => {
+    vitest("4 processes, 64 waiting callers each, on a limit of 400 per second: the slots given hold the rate within 1%, and every call starts in its slot", async () => {
       const file = files.next("shared")
-      // 2 ms per call: GCRA gives waiting callers whole-millisecond slots, so a rate whose interval is
-      // not a whole number of milliseconds is served at the next whole millisecond (400/s as 333/s).
-      const rate = 500
+      // One call every 2.5 ms: slots are whole milliseconds, and the rounding must not accumulate.
+      const rate = 400
       const runMs = 2500
       const workers = Array.from({ length: 4 }, () =>
         // 256 callers waiting keep half a second of slots reserved: a machine that stalls every process for
@@ -349,8 +348,8 @@ describe("SqliteRateLimiterStore", () => {
         const slots = reports.flatMap((r) => r.slots).sort((x, y) => x - y)
         const given = slots.filter((t) => t >= from && t < to).length
         assert.isAtMost(Math.abs(given - expected) / expected, 0.01, `${given} slots given in 2 s, expected ${expected}`)
-        // Never two callers in one slot, across processes.
-        for (let i = 1; i < slots.length; i++) assert.isAtLeast(slots[i] - slots[i - 1], 1000 / rate)
+        // Never two callers in one slot, across processes: slots are the exact times (2.5 ms apart) rounded up.
+        for (let i = 1; i < slots.length; i++) assert.isAtLeast(slots[i] - slots[i - 1], Math.floor(1000 / rate))
         // Every call started in its slot or later, never before it.
         const started = reports.flatMap((r) => r.started).sort((x, y) => x - y)
         assert.strictEqual(started.length, slots.length)

@@ -253,9 +253,6 @@ class GcraState implements KeyState {
     const allowAt = base + cost * this.per - a.burst * this.per
     const at = allowAt <= n ? start : this.origin + Math.ceil(allowAt / this.rate)
     if (at - now > maxWait) return reject(out, at, this.blockedUntil - now > maxWait, this, a, now)
-    // Charged from the slot actually given: rounding the slot up to a whole
-    // millisecond must not let the next caller in early.
-    const slot = this.scaled(at)
     if (at > now) {
       // Reservations whose time has come are spent: they are never given back.
       while (this.reservedAt.length > 0 && this.reservedAt[0] <= now) {
@@ -265,7 +262,10 @@ class GcraState implements KeyState {
       this.reservedAt.push(at)
       this.tatBefore.push(this.tat)
     }
-    this.tat = (base > slot ? base : slot) + cost * this.per
+    // Charged from the theoretical time, not from the slot rounded up to a
+    // whole millisecond: the rounding never accumulates, so waiting callers
+    // get the rate (400/s, not 333/s), each slot at most 1 ms after its time.
+    this.tat = base + cost * this.per
     return admit(out, at, this, a, now)
   }
 

@@ -235,8 +235,6 @@ elseif tag == "Gcra" then
     local at
     if allowAt <= n then at = start else at = S.o + math.ceil(allowAt / rate) end
     if maxWait >= 0 and at - now > maxWait then return false, at, b - now > maxWait end
-    -- Charged from the slot actually given, rounded up to a whole millisecond.
-    local slot = scaled(at)
     if at > now then
       while R.n > R.h do
         local rat = qget(R, R.h)
@@ -245,7 +243,9 @@ elseif tag == "Gcra" then
       end
       qpush(R, fmt(at) .. "|" .. fmt(S.T))
     end
-    S.T = math.max(base, slot) + cost * per
+    -- Charged from the theoretical time, not from the slot rounded up to a whole millisecond: the
+    -- rounding never accumulates, so waiting callers get the rate (400/s, not 333/s).
+    S.T = base + cost * per
     dirty = true
     return true, at, false
   end
