@@ -1,13 +1,8 @@
 import { Duration, Effect, Option, Schema, SchemaIssue, SchemaTransformation } from "effect"
-import { InvalidOptions } from "../InvalidOptions.ts"
+import { decodeOptions, formatIssue, InvalidOptions, nameOf, unnamed } from "../InvalidOptions.ts"
 
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+export { decodeOptions, formatIssue, unnamed }
 
-/** @internal */
-export const formatIssue = (issue: SchemaIssue.Issue): string =>
-  formatter(issue).issues
-    .map(({ message, path }) => (path === undefined || path.length === 0 ? message : `${path.map(String).join(".")}: ${message}`))
-    .join("\n")
 
 const describe = (input: unknown): string => {
   if (typeof input === "string") return JSON.stringify(input)
@@ -102,31 +97,6 @@ export const Name = Schema.String.check(
   Schema.makeFilter((s: string) => s.trim().length > 0 ? undefined : "Expected a non-empty name")
 )
 
-/** The name an instance gets when its options give none. @internal */
-export const unnamed = "<unnamed>"
-
-const nameOf = (input: unknown): string => {
-  if (typeof input === "object" && input !== null && "name" in input) {
-    const name = (input as { readonly name: unknown }).name
-    if (typeof name === "string" && name.length > 0) return name
-  }
-  return unnamed
-}
-
-/**
- * Decodes options with every issue reported, turning a Schema failure into
- * the toolkit's `InvalidOptions`.
- *
- * @internal
- */
-export const decodeOptions = <S extends Schema.Decoder<unknown>>(primitive: string, schema: S) => {
-  const decode = Schema.decodeUnknownEffect(schema)
-  return (input: unknown): Effect.Effect<S["Type"], InvalidOptions> =>
-    Effect.mapError(
-      decode(input, { errors: "all", onExcessProperty: "error" }) as Effect.Effect<S["Type"], Schema.SchemaError>,
-      (error) => new InvalidOptions({ primitive, name: nameOf(input), message: formatIssue(error.issue) })
-    )
-}
 
 /**
  * Decodes options synchronously (for guards built outside an Effect), turning

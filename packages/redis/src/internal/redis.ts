@@ -1,5 +1,5 @@
 import { InvalidOptions, StoreError } from "@bulwark/core"
-import { Duration, Effect, Option, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import { Effect, Schema } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 
 // -----------------------------------------------------------------------------
@@ -75,43 +75,13 @@ export const guarded = <A, E>(
 // options
 // -----------------------------------------------------------------------------
 
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
-
-const formatIssue = (issue: SchemaIssue.Issue): string =>
-  formatter(issue).issues
-    .map(({ message, path }) => (path === undefined || path.length === 0 ? message : `${path.map(String).join(".")}: ${message}`))
-    .join("\n")
-
 /**
  * A duration (`"2 seconds"`, milliseconds, a `Duration`) of a whole number
  * of milliseconds, at least one: what Redis `PX` takes.
  *
  * @internal
  */
-export const WholeMillis: Schema.decodeTo<Schema.Duration, Schema.Unknown> = Schema.Unknown.pipe(
-  Schema.decodeTo(
-    Schema.Duration,
-    SchemaTransformation.transformEffect<Duration.Duration, unknown>({
-      decode: (input) => {
-        const decoded = typeof input === "string" || typeof input === "number" || Duration.isDuration(input)
-          ? Duration.fromInput(input as Duration.Input)
-          : Option.none()
-        if (Option.isSome(decoded)) {
-          const ms = Duration.toMillis(decoded.value)
-          if (Number.isInteger(ms) && ms >= 1) return Effect.succeed(decoded.value)
-        }
-        return Effect.fail(
-          new SchemaIssue.InvalidValue({
-            message: `Expected a duration of a whole number of milliseconds >= 1 such as "2 seconds", got ${
-              JSON.stringify(input) ?? String(input)
-            }`
-          })
-        )
-      },
-      encode: (duration) => Effect.succeed(duration)
-    })
-  )
-) as any
+export const WholeMillis = InvalidOptions.wholeMillis({ minimum: 1, example: `"2 seconds"` })
 
 /**
  * Decodes a store's options, reporting every bad field in one
@@ -119,18 +89,7 @@ export const WholeMillis: Schema.decodeTo<Schema.Duration, Schema.Unknown> = Sch
  *
  * @internal
  */
-export const decodeOptions = <S extends Schema.Decoder<unknown>>(primitive: string, schema: S) => {
-  const decode = Schema.decodeUnknownEffect(schema)
-  return (input: unknown): Effect.Effect<S["Type"], InvalidOptions> =>
-    Effect.mapError(
-      decode(input ?? {}, { errors: "all", onExcessProperty: "error" }) as Effect.Effect<S["Type"], Schema.SchemaError>,
-      (error) => new InvalidOptions({ primitive, name: "<unnamed>", message: formatIssue(error.issue) })
-    )
-}
-
-// -----------------------------------------------------------------------------
-// the stores of the primitives (rate limiter, circuit breaker)
-// -----------------------------------------------------------------------------
+export const decodeOptions = InvalidOptions.decoder
 
 /**
  * Whose clock a store's scripts use: Redis `TIME` (every process agrees) or
