@@ -91,11 +91,12 @@
  * @since 0.1.0
  */
 import { BulkheadStore, DistributedBulkhead, type InvalidOptions, StoreError } from "@bulwark/core"
-import { type Duration, Effect, Layer, Schema, type Scope } from "effect"
+import { Effect, Layer, Schema, type Scope } from "effect"
 import type * as Context from "effect/Context"
 import { type Database, DatabaseFailure } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs } from "./internal/options.ts"
 import { isGone, type ProcessIdentity, self } from "./internal/process.ts"
+import type * as SqliteDatabase from "./SqliteDatabase.ts"
 import { acquireDatabase, attempt } from "./internal/store.ts"
 
 // -----------------------------------------------------------------------------
@@ -118,11 +119,7 @@ export const Options = Schema.Struct({
  * @since 0.1.0
  * @category options
  */
-export interface Options {
-  /** The database file; default `<user cache directory>/bulwark/bulwark.sqlite` (see `SqliteDatabase.defaultFile`). */
-  readonly file?: string | undefined
-  /** The longest an operation waits for another process's lock before it fails with reason `Timeout`; default 100 ms. */
-  readonly lockTimeout?: Duration.Input | undefined
+export interface Options extends SqliteDatabase.Options {
   /** Put before every bulkhead name, one per application sharing a file; default `""`. */
   readonly prefix?: string | undefined
   /** Take back at once the slots and tickets of a process that is certainly dead; default true. */

@@ -85,6 +85,7 @@ import { type Context, Duration, Effect, Layer, Schema, type Scope } from "effec
 import { create, Machine, parse, type Row } from "./internal/circuitState.ts"
 import type { Database, DatabaseFailure } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs, TimeToLive } from "./internal/options.ts"
+import type * as SqliteDatabase from "./SqliteDatabase.ts"
 import { acquireDatabase, attempt } from "./internal/store.ts"
 
 // -----------------------------------------------------------------------------
@@ -107,11 +108,7 @@ export const Options = Schema.Struct({
  * @since 0.1.0
  * @category options
  */
-export interface Options {
-  /** The database file; default `<user cache directory>/bulwark/bulwark.sqlite` (see `SqliteDatabase.defaultFile`). */
-  readonly file?: string | undefined
-  /** The longest a decision waits for another process's lock; default 100 ms. */
-  readonly lockTimeout?: Duration.Input | undefined
+export interface Options extends SqliteDatabase.Options {
   /** Put before every key, one per application sharing a file; default `""`. */
   readonly prefix?: string | undefined
   /** A circuit unused this long is deleted (when nothing about it is pending); default 10 minutes. */

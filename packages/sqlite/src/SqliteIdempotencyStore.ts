@@ -60,10 +60,11 @@
  * @since 0.1.0
  */
 import { Idempotency, IdempotencyStore, type InvalidOptions } from "@bulwark/core"
-import { Duration, Effect, Layer, Schema, type Scope } from "effect"
+import { Effect, Layer, Schema, type Scope } from "effect"
 import { type Database, DatabaseFailure } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs } from "./internal/options.ts"
 import { isGone, self } from "./internal/process.ts"
+import type * as SqliteDatabase from "./SqliteDatabase.ts"
 import { acquireDatabase, attempt } from "./internal/store.ts"
 
 // -----------------------------------------------------------------------------
@@ -86,11 +87,7 @@ export const Options = Schema.Struct({
  * @since 0.1.0
  * @category options
  */
-export interface Options {
-  /** The database file; default `<user cache directory>/bulwark/bulwark.sqlite` (see `SqliteDatabase.defaultFile`). */
-  readonly file?: string | undefined
-  /** The longest an operation waits for another process's lock before it fails with reason `Timeout`; default 100 ms. */
-  readonly lockTimeout?: Duration.Input | undefined
+export interface Options extends SqliteDatabase.Options {
   /** Put before every key, one per application sharing a file; default `""`. */
   readonly prefix?: string | undefined
   /** Take over at once a claim whose process is certainly dead; default true. */

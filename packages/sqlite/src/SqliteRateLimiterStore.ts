@@ -66,10 +66,11 @@
  * @since 0.1.0
  */
 import { type InvalidOptions, RateLimiter, RateLimiterStore, StoreError } from "@bulwark/core"
-import { type Context, type Duration, Effect, Layer, Schema, type Scope } from "effect"
+import { type Context, Effect, Layer, Schema, type Scope } from "effect"
 import type { Database, DatabaseFailure } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs } from "./internal/options.ts"
 import { Engine } from "./internal/rateLimiterState.ts"
+import type * as SqliteDatabase from "./SqliteDatabase.ts"
 import { acquireDatabase, attempt } from "./internal/store.ts"
 
 // -----------------------------------------------------------------------------
@@ -91,11 +92,7 @@ export const Options = Schema.Struct({
  * @since 0.1.0
  * @category options
  */
-export interface Options {
-  /** The database file; default `<user cache directory>/bulwark/bulwark.sqlite` (see `SqliteDatabase.defaultFile`). */
-  readonly file?: string | undefined
-  /** The longest a decision waits for another process's lock; default 100 ms. */
-  readonly lockTimeout?: Duration.Input | undefined
+export interface Options extends SqliteDatabase.Options {
   /** Put before every key, one per application sharing a file; default `""`. */
   readonly prefix?: string | undefined
 }
