@@ -56,7 +56,7 @@
  * @since 0.1.0
  */
 import { Cause, Duration, Effect, Exit, Option, Queue, Schema, Scope } from "effect"
-import { decodeOrDie, DurationInput, Name, PositiveInt } from "./internal/options.ts"
+import { decodeOrDie, Name, PositiveDuration, PositiveInt } from "./internal/options.ts"
 import * as tracing from "./internal/tracing.ts"
 
 /**
@@ -94,11 +94,7 @@ export interface Options {
  */
 export const Options = Schema.Struct({
   name: Schema.optional(Name),
-  after: DurationInput.check(
-    Schema.makeFilter((d: Duration.Duration) =>
-      Duration.isGreaterThan(d, Duration.zero) ? undefined : `Expected a duration > 0, got ${Duration.format(d)}`
-    )
-  ),
+  after: PositiveDuration,
   maxAttempts: PositiveInt
 })
 

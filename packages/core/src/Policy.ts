@@ -68,7 +68,7 @@ import { EventHub } from "./internal/events.ts"
 import { Deadline } from "./internal/retry.ts"
 import * as tracing from "./internal/tracing.ts"
 import { pullCounter } from "./internal/metrics.ts"
-import { decodeOptions, DurationInput, Name, NonNegativeInt, PositiveInt } from "./internal/options.ts"
+import { decodeOptions, Name, NonNegativeInt, PositiveDuration, PositiveInt } from "./internal/options.ts"
 import { InvalidOptions } from "./InvalidOptions.ts"
 import { OnStoreError } from "./Store.ts"
 import * as RateLimiter from "./RateLimiter.ts"
@@ -444,12 +444,6 @@ export class PolicyState {
 
 const declared = <A>(is: (u: unknown) => u is A, expected: string) => Schema.declare(is, { expected })
 
-const positiveDuration = DurationInput.check(
-  Schema.makeFilter((d: Duration.Duration) =>
-    Duration.isGreaterThan(d, Duration.zero) ? undefined : `Expected a duration > 0, got ${Duration.format(d)}`
-  )
-)
-
 const isRetryInput = (u: unknown): u is RetryInput =>
   Retry.isPolicy(u) || Retry.isRetry(u) || Context.isKey(u) || Schedule.isSchedule(u) || Effect.isEffect(u)
 
@@ -464,8 +458,8 @@ const isFallbackInput = (u: unknown): u is FallbackInput => typeof u === "functi
  */
 export const Options = Schema.Struct({
   name: Name,
-  timeout: Schema.optional(positiveDuration),
-  attemptTimeout: Schema.optional(positiveDuration),
+  timeout: Schema.optional(PositiveDuration),
+  attemptTimeout: Schema.optional(PositiveDuration),
   retry: Schema.optional(declared(isRetryInput, "a Retry.policy, a Retry instance, key or effect, or a Schedule")),
   rateLimiter: Schema.optional(
     declared(
@@ -482,7 +476,7 @@ export const Options = Schema.Struct({
       "a CircuitBreaker, its key, or an effect that makes one"
     )
   ),
-  hedge: Schema.optional(Schema.Struct({ after: positiveDuration, maxAttempts: PositiveInt })),
+  hedge: Schema.optional(Schema.Struct({ after: PositiveDuration, maxAttempts: PositiveInt })),
   fallback: Schema.optional(declared(isFallbackInput, "an Effect or a function (error) => Effect")),
   order: Schema.optional(Schema.Array(Stage)),
   warnings: Schema.optional(Schema.Literals(["log", "fail", "ignore"]))

@@ -68,7 +68,7 @@ import * as Context from "effect/Context"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import * as Stream from "effect/Stream"
 import * as internal from "./internal/retry.ts"
-import { decodeOptions, DurationInput, Name, PositiveInt } from "./internal/options.ts"
+import { decodeOptions, DurationInput, Name, PositiveDuration, PositiveInt } from "./internal/options.ts"
 import { InvalidOptions } from "./InvalidOptions.ts"
 
 // -----------------------------------------------------------------------------
@@ -549,11 +549,6 @@ export const conservative: Policy = policy({
 // budget
 // -----------------------------------------------------------------------------
 
-const PositiveDuration = DurationInput.check(
-  Schema.makeFilter((d: Duration.Duration) =>
-    Duration.isGreaterThan(d, Duration.zero) ? undefined : `Expected a duration > 0, got ${Duration.format(d)}`
-  )
-)
 
 const NonNegativeNumber = Schema.Number.check(
   Schema.makeFilter((n: number) =>

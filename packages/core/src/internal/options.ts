@@ -3,7 +3,6 @@ import { decodeOptions, formatIssue, InvalidOptions, nameOf, unnamed } from "../
 
 export { decodeOptions, formatIssue, unnamed }
 
-
 const describe = (input: unknown): string => {
   if (typeof input === "string") return JSON.stringify(input)
   if (typeof input === "bigint") return `${input}n`
@@ -69,6 +68,17 @@ export const DurationInput: Schema.decodeTo<Schema.Duration, Schema.Unknown> = S
 ) as any
 
 /**
+ * A {@link DurationInput} greater than zero.
+ *
+ * @internal
+ */
+export const PositiveDuration = DurationInput.check(
+  Schema.makeFilter((d: Duration.Duration) =>
+    Duration.isGreaterThan(d, Duration.zero) ? undefined : `Expected a duration > 0, got ${Duration.format(d)}`
+  )
+)
+
+/**
  * A duration given as text or a `Duration`, never as a bare number: for
  * options where a number means something else (a count of calls).
  *
@@ -96,7 +106,6 @@ export const NonNegativeInt = Schema.Number.check(
 export const Name = Schema.String.check(
   Schema.makeFilter((s: string) => s.trim().length > 0 ? undefined : "Expected a non-empty name")
 )
-
 
 /**
  * Decodes options synchronously (for guards built outside an Effect), turning
