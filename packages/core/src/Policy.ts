@@ -1375,12 +1375,12 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
         ])
       ],
       openFor: b.openFor,
-      // The breaker's options are exact: an absent setting must be an absent key, not `undefined`.
+      // An absent setting is `undefined`: the breaker's default.
       halfOpen: {
-        ...(b.probes === undefined ? {} : { probes: b.probes }),
-        ...(b.successesToClose === undefined ? {} : { successesToClose: b.successesToClose }),
-        ...(b.probeTimeout === undefined ? {} : { probeTimeout: b.probeTimeout }),
-        ...(b.probeLease === undefined ? {} : { probeLease: b.probeLease })
+        probes: b.probes,
+        successesToClose: b.successesToClose,
+        probeTimeout: b.probeTimeout,
+        probeLease: b.probeLease
       },
       store: extras?.stores?.breaker,
       onStoreError: b.onStoreError
@@ -1395,8 +1395,8 @@ export const fromSettings = <F extends FallbackInput | undefined = undefined>(
         : rl.algorithm === "fixed-window"
         ? RateLimiter.fixedWindow({ limit: rl.limit, window: rl.per })
         : RateLimiter.slidingWindow({ limit: rl.limit, window: rl.per }),
-      ...(rl.onExceeded === undefined ? {} : { onExceeded: rl.onExceeded }),
-      ...(rl.maxWait === undefined ? {} : { maxWait: rl.maxWait }),
+      onExceeded: rl.onExceeded,
+      maxWait: rl.maxWait,
       store: extras?.stores?.limiter,
       onStoreError: rl.onStoreError
     })

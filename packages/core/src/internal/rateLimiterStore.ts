@@ -227,8 +227,9 @@ class GcraState implements KeyState {
   tat = 0
   /**
    * The outstanding reservations (`at > now`), oldest first, with the `tat`
-   * before each: a reservation is charged from its slot rounded up to a whole
-   * millisecond, so subtracting its cost would not undo it exactly.
+   * before each: a reservation made after an idle period is charged from its
+   * arrival, not from the old `tat`, so subtracting its cost would not undo
+   * it exactly.
    */
   private readonly reservedAt: Array<number> = []
   private readonly tatBefore: Array<number> = []
