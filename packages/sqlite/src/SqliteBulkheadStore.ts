@@ -90,7 +90,7 @@
  *
  * @since 0.1.0
  */
-import { BulkheadStore, DistributedBulkhead, type InvalidOptions, StoreError } from "@bulwark/core"
+import { BulkheadStore, DistributedBulkhead, type InvalidOptions } from "@bulwark/core"
 import { Effect, Layer, Schema, type Scope } from "effect"
 import type * as Context from "effect/Context"
 import { type Database, DatabaseFailure } from "./internal/database.ts"
@@ -180,9 +180,7 @@ const makeStore = (
   prefix: string,
   reclaim: boolean
 ): BulkheadStore.BulkheadStore => {
-  const toError = (operation: BulkheadStore.Operation) => (failure: DatabaseFailure) =>
-    new StoreError({ store: "sqlite", operation, reason: failure.reason, message: failure.message })
-  const run = <A>(operation: BulkheadStore.Operation, f: () => A) => attempt(f, toError(operation))
+  const run = <A>(operation: BulkheadStore.Operation, f: () => A) => attempt(operation, f)
   const broken = () => new DatabaseFailure("Rejected", `${database.file}: a row of bulwark_bulkhead breaks the table's rules`)
 
   /** Verdicts about other processes, by identity, with the time (performance.now) until which they hold. */

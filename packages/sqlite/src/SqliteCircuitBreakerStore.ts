@@ -80,10 +80,10 @@
  *
  * @since 0.1.0
  */
-import { CircuitBreaker, CircuitBreakerStore, type InvalidOptions, StoreError } from "@bulwark/core"
+import { CircuitBreaker, CircuitBreakerStore, type InvalidOptions } from "@bulwark/core"
 import { type Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import { create, Machine, parse, type Row } from "./internal/circuitState.ts"
-import type { Database, DatabaseFailure } from "./internal/database.ts"
+import type { Database } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs, TimeToLive } from "./internal/options.ts"
 import type * as SqliteDatabase from "./SqliteDatabase.ts"
 import { acquireDatabase, attempt } from "./internal/store.ts"
@@ -177,8 +177,6 @@ const makeStore = (
   prefix: string,
   idleMs: number
 ): CircuitBreakerStore.CircuitBreakerStore => {
-  const toError = (operation: Operation) => (failure: DatabaseFailure) =>
-    new StoreError({ store: "sqlite", operation, reason: failure.reason, message: failure.message })
   const stored = (db: Database, key: string) => db.statement(SELECT).get(key) as Stored | undefined
   /** Use is noted once the row's expiry lags a tenth of the idle time behind: not on every call. */
   const slack = idleMs / 10
@@ -202,7 +200,7 @@ const makeStore = (
   }
 
   const decide = <A>(key: string, policy: CircuitBreakerStore.Policy, now: number, step: Step<A>) =>
-    attempt(() => {
+    attempt(step.operation, () => {
       const k = prefix + key
       if (step.readFirst) {
         const seen = database.read(lockMs, (db) => {
@@ -235,7 +233,7 @@ const makeStore = (
         }
         return result
       })
-    }, toError(step.operation))
+    })
 
   return CircuitBreakerStore.make({
     // A command-line tool never hangs on its cache file: unless the primitive says otherwise, the call runs.

@@ -25,10 +25,11 @@
  *
  * @since 0.1.0
  */
-import { type InvalidOptions, StoreError } from "@bulwark/core"
+import type { InvalidOptions, StoreError } from "@bulwark/core"
 import { type Duration, Effect, Schema } from "effect"
 import * as database from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs } from "./internal/options.ts"
+import { attempt } from "./internal/store.ts"
 
 /**
  * The schema version this package writes and reads. A file of a later
@@ -130,16 +131,10 @@ const decode = decodeOptions("SqliteDatabase", Options)
  */
 export const check = (options?: Options): Effect.Effect<void, StoreError | InvalidOptions> =>
   Effect.flatMap(decode(options), (decoded) =>
-    Effect.suspend(() => {
+    attempt("open", () => {
       const connection = database.acquire(decoded.file ?? database.defaultFile())
       try {
         connection.read(lockTimeoutMs(decoded.lockTimeout), () => undefined)
-        return Effect.void
-      } catch (error) {
-        if (!(error instanceof database.DatabaseFailure)) throw error
-        return Effect.fail(
-          new StoreError({ store: "sqlite", operation: "open", reason: error.reason, message: error.message })
-        )
       } finally {
         database.release(connection)
       }

@@ -174,10 +174,8 @@ const makeStore = (
   prefix: string,
   reclaim: boolean
 ): IdempotencyStore.IdempotencyStore => {
-  const toError = (operation: IdempotencyStore.Operation) => (failure: DatabaseFailure) =>
-    new IdempotencyStore.StoreError({ store: "sqlite", operation, reason: failure.reason, message: failure.message })
   const rowOf = (db: Database, key: string) => db.statement(SELECT).get(key) as Row | undefined
-  const run = <A>(operation: IdempotencyStore.Operation, f: () => A) => attempt(f, toError(operation))
+  const run = <A>(operation: IdempotencyStore.Operation, f: () => A) => attempt(operation, f)
 
   const claim = (key: string, leaseMs: number, now: number): IdempotencyStore.Claim => {
     const at = whole(now)

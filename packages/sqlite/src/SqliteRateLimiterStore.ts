@@ -65,9 +65,9 @@
  *
  * @since 0.1.0
  */
-import { type InvalidOptions, RateLimiter, RateLimiterStore, StoreError } from "@bulwark/core"
+import { type InvalidOptions, RateLimiter, RateLimiterStore } from "@bulwark/core"
 import { type Context, Effect, Layer, Schema, type Scope } from "effect"
-import type { Database, DatabaseFailure } from "./internal/database.ts"
+import type { Database } from "./internal/database.ts"
 import { databaseFields, decodeOptions, lockTimeoutMs } from "./internal/options.ts"
 import { Engine } from "./internal/rateLimiterState.ts"
 import type * as SqliteDatabase from "./SqliteDatabase.ts"
@@ -123,8 +123,6 @@ const copy = (d: Decision): Decision => ({
 
 const makeStore = (database: Database, lockMs: number, prefix: string): RateLimiterStore.RateLimiterStore => {
   const engine = new Engine()
-  const toError = (operation: string) => (failure: DatabaseFailure) =>
-    new StoreError({ store: "sqlite", operation, reason: failure.reason, message: failure.message })
   const stateOf = (db: Database, key: string) =>
     (db.statement(SELECT).get(key) as { readonly state: string } | undefined)?.state
 
@@ -151,7 +149,7 @@ const makeStore = (database: Database, lockMs: number, prefix: string): RateLimi
     // A command-line tool never hangs on its cache file: unless the primitive says otherwise, the call runs.
     onStoreError: "fail-open",
     consume: (key, algorithm, cost, now, maxWait) =>
-      attempt(() => {
+      attempt("consume", () => {
         const k = prefix + key
         const consume = (local: RateLimiterStore.InProcess, at: string, decidedAt: number) =>
           copy(local.consume(at, algorithm, cost, decidedAt, maxWait))
@@ -170,17 +168,11 @@ const makeStore = (database: Database, lockMs: number, prefix: string): RateLimi
           db.statement(UPSERT).run(k, state, resetAt)
           return result
         })
-      }, toError("consume")),
+      }),
     refund: (key, algorithm, cost, at, now) =>
-      attempt(
-        () => update(prefix + key, algorithm, now, false, (local, k, t) => local.refund(k, algorithm, cost, at, t)),
-        toError("refund")
-      ),
+      attempt("refund", () => update(prefix + key, algorithm, now, false, (local, k, t) => local.refund(k, algorithm, cost, at, t))),
     block: (key, algorithm, until, now) =>
-      attempt(
-        () => update(prefix + key, algorithm, now, true, (local, k, t) => local.block(k, algorithm, until, t)),
-        toError("block")
-      )
+      attempt("block", () => update(prefix + key, algorithm, now, true, (local, k, t) => local.block(k, algorithm, until, t)))
   })
 }
 

@@ -1,3 +1,4 @@
+import { StoreError } from "@bulwark/core"
 import { Effect, type Scope } from "effect"
 import { acquire, type Database, DatabaseFailure, defaultFile, release } from "./database.ts"
 
@@ -15,17 +16,18 @@ export const acquireDatabase = (file: string | undefined): Effect.Effect<Databas
   )
 
 /**
- * Runs one synchronous database step as an `Effect`: a {@link DatabaseFailure}
- * becomes the store's error; anything else thrown is a defect.
+ * Runs one synchronous database step of `operation` as an `Effect`: a
+ * {@link DatabaseFailure} becomes the toolkit's `StoreError` (`store:
+ * "sqlite"`); anything else thrown is a defect.
  *
  * @internal
  */
-export const attempt = <A, E>(f: () => A, onFailure: (failure: DatabaseFailure) => E): Effect.Effect<A, E> =>
+export const attempt = <A>(operation: string, f: () => A): Effect.Effect<A, StoreError> =>
   Effect.suspend(() => {
     try {
       return Effect.succeed(f())
     } catch (error) {
-      if (error instanceof DatabaseFailure) return Effect.fail(onFailure(error))
-      throw error
+      if (!(error instanceof DatabaseFailure)) throw error
+      return Effect.fail(new StoreError({ store: "sqlite", operation, reason: error.reason, message: error.message }))
     }
   })
