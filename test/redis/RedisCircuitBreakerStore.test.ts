@@ -208,13 +208,20 @@ describeRedis("RedisCircuitBreakerStore on a real redis-server", () => {
     describe("Redis: one round trip per decision", () => {
       it.effect("a call that runs is one EVALSHA to admit and one to record; a rejection is one EVALSHA (MONITOR)", () =>
         Effect.gen(function*() {
+          const prefix = `rt${++prefixes}:`
           const b = yield* CircuitBreaker.make({
             name: "trips",
             trip: CircuitBreaker.consecutive(20),
             openFor: "1 minute",
-            store: yield* freshStore()
+            store: yield* RedisCircuitBreakerStore.make({ prefix })
           })
           yield* succeed(b) // loads the script
+          // The transitions subscription is made in the background on a connection of its own: wait for it,
+          // so that its set-up commands are not counted as the decisions' round trips.
+          const redis = yield* Redis.Redis
+          while (Number((yield* redis.send<Array<unknown>>("PUBSUB", "NUMSUB", `${prefix}breaker-transitions`))[1]) < 1) {
+            yield* Effect.sleep(5)
+          }
           const watch = yield* Effect.promise(() => monitor(server!.port))
           for (let i = 0; i < 19; i++) yield* fail(b)
           yield* fail(b) // the 20th failure trips it
